@@ -1,0 +1,18 @@
+"""Shared fixtures: the real candles in ../shared/data and the real control plane (tests/cluster_plugin.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder of real Binance candles; tests that need it skip with the reason when it is absent."""
+    if not (SHARED_DATA / "BTC_USDT-5m.json").is_file():
+        pytest.skip(f"real candles not found at {SHARED_DATA} (see ../shared/data/README.md)")
+    return SHARED_DATA

@@ -1,0 +1,71 @@
+"""The `traiding` command: a thin dispatcher; each subcommand lives in a module of its own.
+
+Subcommand modules are imported only when chosen, so `traiding backtest` never pays for
+kopf or aiohttp start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Protocol
+
+from traiding import __version__
+from traiding.errors import UserError
+
+
+class _Subcommand(Protocol):
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> int: ...
+
+
+# name -> (module, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("traiding.run_cli", "run every phase of a TradingRun manifest locally"),
+    "backtest": ("traiding.backtest_cli", "backtest a strategy on a candle file"),
+    "simulator": ("traiding_simulator.cli", "serve a Binance-compatible exchange simulator on loopback"),
+    "crd": ("traiding.crd_cli", "print the TradingRun CustomResourceDefinition"),
+}
+
+
+def _load(module_name: str) -> _Subcommand:
+    module: _Subcommand = importlib.import_module(module_name)  # type: ignore[assignment]
+    return module
+
+
+def build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, _Subcommand | None]:
+    parser = argparse.ArgumentParser(prog="traiding", description="Take a trading strategy from idea to trading.")
+    parser.add_argument("--version", action="version", version=f"traiding {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    selected: _Subcommand | None = None
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            selected = _load(module_name)
+            selected.add_arguments(sub_parser)
+    return parser, selected
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser, selected = build_parser(args_list)
+    args = parser.parse_args(args_list)
+    if selected is None:
+        parser.print_help()
+        return 2
+    try:
+        return selected.run(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
