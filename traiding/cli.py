@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, cast
 
 from traiding import __version__
 from traiding.errors import UserError
@@ -32,8 +32,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _load(module_name: str) -> _Subcommand:
-    module: _Subcommand = importlib.import_module(module_name)  # type: ignore[assignment]
-    return module
+    return cast(_Subcommand, importlib.import_module(module_name))
 
 
 def build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, _Subcommand | None]:

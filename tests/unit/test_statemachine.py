@@ -1,0 +1,183 @@
+"""Every transition of the TradingRun lifecycle, and every illegal one refused."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from traiding.domain.statemachine import (
+    ALLOWED,
+    TERMINAL,
+    WORK_PHASES,
+    Approval,
+    IllegalTransition,
+    Observations,
+    Outcome,
+    OutcomeKind,
+    Phase,
+    RunSettings,
+    RunState,
+    check_transition,
+    decide,
+)
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+DRY = RunSettings(live=False, max_attempts=3)
+LIVE = RunSettings(live=True, max_attempts=3)
+
+EXPECTED_FORWARD = {
+    (Phase.PENDING, Phase.DATA_CHECK),
+    (Phase.DATA_CHECK, Phase.BACKTEST),
+    (Phase.BACKTEST, Phase.API_CHECK),
+    (Phase.API_CHECK, Phase.AWAITING_APPROVAL),
+    (Phase.API_CHECK, Phase.TRADING),
+    (Phase.AWAITING_APPROVAL, Phase.TRADING),
+    (Phase.TRADING, Phase.REPORTING),
+    (Phase.REPORTING, Phase.SUCCEEDED),
+}
+
+
+@pytest.mark.parametrize(("source", "target"), list(itertools.product(Phase, Phase)))
+def test_transition_table_is_exactly_the_lifecycle(source: Phase, target: Phase) -> None:
+    legal = (source, target) in EXPECTED_FORWARD or (
+        source not in TERMINAL and target in {Phase.FAILED, Phase.CANCELLED}
+    )
+    if legal:
+        check_transition(source, target)
+        assert target in ALLOWED[source]
+    else:
+        with pytest.raises(IllegalTransition, match=f"{source} -> {target} is not allowed"):
+            check_transition(source, target)
+
+
+@pytest.mark.parametrize("phase", sorted(TERMINAL))
+def test_a_final_phase_never_changes(phase: Phase) -> None:
+    with pytest.raises(IllegalTransition, match="final phase"):
+        decide(DRY, RunState(phase), Observations(now=NOW, cancel_requested=True))
+
+
+def test_pending_starts_with_the_data_check() -> None:
+    decision = decide(DRY, RunState(Phase.PENDING), Observations(now=NOW))
+    assert decision.phase is Phase.DATA_CHECK
+    assert decision.reason == "Started"
+
+
+@pytest.mark.parametrize(
+    ("settings", "phase", "expected"),
+    [
+        (DRY, Phase.DATA_CHECK, Phase.BACKTEST),
+        (DRY, Phase.BACKTEST, Phase.API_CHECK),
+        (DRY, Phase.API_CHECK, Phase.TRADING),
+        (LIVE, Phase.API_CHECK, Phase.AWAITING_APPROVAL),
+        (DRY, Phase.TRADING, Phase.REPORTING),
+        (DRY, Phase.REPORTING, Phase.SUCCEEDED),
+    ],
+)
+def test_a_passed_phase_moves_forward(settings: RunSettings, phase: Phase, expected: Phase) -> None:
+    outcome = Outcome(phase, OutcomeKind.PASSED, "GatePassed", "ok")
+    decision = decide(settings, RunState(phase, NOW), Observations(now=NOW, outcome=outcome))
+    assert decision.phase is expected
+    assert decision.message == "ok"
+
+
+def test_dry_runs_never_wait_for_approval() -> None:
+    outcome = Outcome(Phase.API_CHECK, OutcomeKind.PASSED, "ApiReady")
+    assert decide(DRY, RunState(Phase.API_CHECK), Observations(now=NOW, outcome=outcome)).phase is Phase.TRADING
+
+
+@pytest.mark.parametrize("phase", WORK_PHASES)
+def test_a_failed_gate_fails_the_run_with_its_reason(phase: Phase) -> None:
+    outcome = Outcome(phase, OutcomeKind.FAILED, "GateFailed", "sharpe 0.3 below 0.5")
+    decision = decide(DRY, RunState(phase, NOW), Observations(now=NOW, outcome=outcome))
+    assert (decision.phase, decision.reason, decision.message) == (Phase.FAILED, "GateFailed", "sharpe 0.3 below 0.5")
+    assert decision.final
+
+
+@pytest.mark.parametrize("phase", [p for p in Phase if p not in TERMINAL])
+def test_cancel_wins_over_everything_else(phase: Phase) -> None:
+    outcome = Outcome(phase, OutcomeKind.PASSED, "GatePassed")
+    decision = decide(DRY, RunState(phase, NOW), Observations(now=NOW, outcome=outcome, cancel_requested=True))
+    assert decision.phase is Phase.CANCELLED
+    assert str(phase) in decision.message
+
+
+def test_transient_errors_retry_with_growing_backoff_then_fail() -> None:
+    outcome = Outcome(Phase.API_CHECK, OutcomeKind.TRANSIENT, "ExchangeUnavailable", "binance: 503")
+    first = decide(DRY, RunState(Phase.API_CHECK, NOW, attempts=0), Observations(now=NOW, outcome=outcome))
+    assert (first.phase, first.attempts) == (Phase.API_CHECK, 1)
+    assert "attempt 1 of 3" in first.message
+    second = decide(DRY, RunState(Phase.API_CHECK, NOW, attempts=1), Observations(now=NOW, outcome=outcome))
+    assert first.retry_after is not None and second.retry_after is not None
+    assert second.retry_after == 2 * first.retry_after
+    last = decide(DRY, RunState(Phase.API_CHECK, NOW, attempts=2), Observations(now=NOW, outcome=outcome))
+    assert last.phase is Phase.FAILED
+    assert last.reason == "ExchangeUnavailable"
+    assert "gave up after 3 attempts" in last.message
+
+
+def test_backoff_is_capped() -> None:
+    settings = RunSettings(live=False, max_attempts=50, backoff_max=timedelta(seconds=30))
+    outcome = Outcome(Phase.DATA_CHECK, OutcomeKind.TRANSIENT, "RateLimited")
+    decision = decide(settings, RunState(Phase.DATA_CHECK, NOW, attempts=20), Observations(now=NOW, outcome=outcome))
+    assert decision.retry_after == timedelta(seconds=30)
+
+
+def test_a_running_session_stays_and_keeps_its_attempts() -> None:
+    outcome = Outcome(Phase.TRADING, OutcomeKind.RUNNING, "Trading", "3 trades so far")
+    decision = decide(DRY, RunState(Phase.TRADING, NOW, attempts=2), Observations(now=NOW, outcome=outcome))
+    assert (decision.phase, decision.attempts, decision.message) == (Phase.TRADING, 2, "3 trades so far")
+    assert decision.retry_after is not None
+
+
+def test_without_an_outcome_for_this_phase_the_work_runs_again() -> None:
+    stale = Outcome(Phase.DATA_CHECK, OutcomeKind.PASSED, "GatePassed")
+    decision = decide(DRY, RunState(Phase.BACKTEST, NOW), Observations(now=NOW, outcome=stale))
+    assert decision.phase is Phase.BACKTEST
+    assert decision.retry_after is None
+
+
+def test_a_phase_that_overruns_its_timeout_fails() -> None:
+    settings = RunSettings(live=False, phase_timeouts={Phase.DATA_CHECK: timedelta(minutes=5)})
+    started = NOW - timedelta(minutes=6)
+    decision = decide(settings, RunState(Phase.DATA_CHECK, started), Observations(now=NOW))
+    assert (decision.phase, decision.reason) == (Phase.FAILED, "PhaseTimeout")
+    within = decide(settings, RunState(Phase.DATA_CHECK, NOW - timedelta(minutes=4)), Observations(now=NOW))
+    assert within.phase is Phase.DATA_CHECK
+
+
+def _approval(at: datetime, ttl: timedelta) -> Approval:
+    return Approval(approved_by="alice@example.com", approved_at=at, expires_at=at + ttl)
+
+
+def test_a_valid_approval_starts_live_trading_and_names_the_approver() -> None:
+    approval = _approval(NOW - timedelta(minutes=1), timedelta(hours=1))
+    decision = decide(LIVE, RunState(Phase.AWAITING_APPROVAL, NOW), Observations(now=NOW, approval=approval))
+    assert decision.phase is Phase.TRADING
+    assert "alice@example.com" in decision.message
+
+
+def test_without_approval_a_live_run_waits() -> None:
+    decision = decide(LIVE, RunState(Phase.AWAITING_APPROVAL, NOW), Observations(now=NOW))
+    assert decision.phase is Phase.AWAITING_APPROVAL
+    assert decision.retry_after is not None
+
+
+def test_an_expired_approval_does_not_count() -> None:
+    approval = _approval(NOW - timedelta(hours=2), timedelta(hours=1))
+    decision = decide(LIVE, RunState(Phase.AWAITING_APPROVAL, NOW), Observations(now=NOW, approval=approval))
+    assert decision.phase is Phase.AWAITING_APPROVAL
+    assert "expired" in decision.message
+
+
+def test_an_approval_dated_in_the_future_does_not_count() -> None:
+    approval = _approval(NOW + timedelta(minutes=5), timedelta(hours=1))
+    decision = decide(LIVE, RunState(Phase.AWAITING_APPROVAL, NOW), Observations(now=NOW, approval=approval))
+    assert decision.phase is Phase.AWAITING_APPROVAL
+
+
+def test_waiting_for_approval_forever_fails() -> None:
+    started = NOW - timedelta(days=8)
+    decision = decide(LIVE, RunState(Phase.AWAITING_APPROVAL, started), Observations(now=NOW))
+    assert (decision.phase, decision.reason) == (Phase.FAILED, "ApprovalTimeout")

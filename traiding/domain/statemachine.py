@@ -1,0 +1,220 @@
+"""The TradingRun phase state machine: pure, no Kubernetes, no network, no clock of its own.
+
+The operator and `traiding run` both (1) run the current phase's work, which yields an
+`Outcome`, then (2) ask `decide` what follows. `decide` is a function of the run's settings,
+its current status and what was observed, so every transition is testable without a cluster and
+an operator restart loses nothing: everything it needs is in the status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    DATA_CHECK = "DataCheck"
+    BACKTEST = "Backtest"
+    API_CHECK = "ApiCheck"
+    AWAITING_APPROVAL = "AwaitingApproval"
+    TRADING = "Trading"
+    REPORTING = "Reporting"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+
+TERMINAL: frozenset[Phase] = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED})
+
+# Phases that do work and can therefore pass, fail or hit a transient error.
+WORK_PHASES: tuple[Phase, ...] = (
+    Phase.DATA_CHECK,
+    Phase.BACKTEST,
+    Phase.API_CHECK,
+    Phase.TRADING,
+    Phase.REPORTING,
+)
+
+_FORWARD: dict[Phase, frozenset[Phase]] = {
+    Phase.PENDING: frozenset({Phase.DATA_CHECK}),
+    Phase.DATA_CHECK: frozenset({Phase.BACKTEST}),
+    Phase.BACKTEST: frozenset({Phase.API_CHECK}),
+    Phase.API_CHECK: frozenset({Phase.AWAITING_APPROVAL, Phase.TRADING}),
+    Phase.AWAITING_APPROVAL: frozenset({Phase.TRADING}),
+    # A trading session always ends in a report, also when the kill switch stopped it.
+    Phase.TRADING: frozenset({Phase.REPORTING}),
+    Phase.REPORTING: frozenset({Phase.SUCCEEDED}),
+}
+
+ALLOWED: dict[Phase, frozenset[Phase]] = {
+    phase: (_FORWARD.get(phase, frozenset()) | {Phase.FAILED, Phase.CANCELLED})
+    if phase not in TERMINAL
+    else frozenset()
+    for phase in Phase
+}
+
+
+class IllegalTransition(ValueError):
+    """A transition the lifecycle does not allow (e.g. out of a final phase)."""
+
+
+def check_transition(current: Phase, target: Phase) -> None:
+    if target not in ALLOWED[current]:
+        allowed = ", ".join(sorted(ALLOWED[current])) or "none (final phase)"
+        raise IllegalTransition(f"{current} -> {target} is not allowed; from {current}: {allowed}")
+
+
+class OutcomeKind(StrEnum):
+    PASSED = "Passed"  # the phase's gate passed; move on
+    FAILED = "Failed"  # the gate failed for good: stop the run with the reason
+    RUNNING = "Running"  # work goes on (e.g. a trading session in progress); check again later
+    TRANSIENT = "Transient"  # a transient error (network, rate limit, maintenance): retry with backoff
+
+
+@dataclass(frozen=True)
+class Outcome:
+    phase: Phase
+    kind: OutcomeKind
+    reason: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Approval:
+    approved_by: str
+    approved_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What `decide` needs of the spec, kept small so tests can build it directly."""
+
+    live: bool
+    phase_timeouts: dict[Phase, timedelta] = field(default_factory=dict)
+    max_attempts: int = 5
+    backoff_base: timedelta = timedelta(seconds=2)
+    backoff_max: timedelta = timedelta(minutes=2)
+    approval_wait: timedelta = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What `decide` needs of the status."""
+
+    phase: Phase
+    phase_started_at: datetime | None = None
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class Observations:
+    now: datetime
+    outcome: Outcome | None = None
+    cancel_requested: bool = False
+    approval: Approval | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    phase: Phase  # the phase after this step (the same one when staying)
+    reason: str
+    message: str
+    attempts: int = 0  # attempts in the (new) phase so far
+    retry_after: timedelta | None = None  # when to look again; None: act now (or never, if final)
+
+    @property
+    def final(self) -> bool:
+        return self.phase in TERMINAL
+
+
+def _next_after(phase: Phase, settings: RunSettings) -> Phase:
+    if phase is Phase.API_CHECK:
+        return Phase.AWAITING_APPROVAL if settings.live else Phase.TRADING
+    (target,) = _FORWARD[phase]
+    return target
+
+
+def _backoff(attempts: int, settings: RunSettings) -> timedelta:
+    delay = settings.backoff_base * (1 << max(attempts - 1, 0))
+    return min(delay, settings.backoff_max)
+
+
+def _move(state: RunState, target: Phase, reason: str, message: str) -> Decision:
+    check_transition(state.phase, target)
+    return Decision(phase=target, reason=reason, message=message)
+
+
+def decide(settings: RunSettings, state: RunState, seen: Observations) -> Decision:
+    """The next step of a run, from its settings, its status and what was just observed."""
+    phase = state.phase
+    if phase in TERMINAL:
+        raise IllegalTransition(f"{phase} is a final phase; a finished run does not change")
+
+    if seen.cancel_requested:
+        return _move(state, Phase.CANCELLED, "Cancelled", f"cancelled during {phase}")
+
+    timeout = settings.phase_timeouts.get(phase)
+    if timeout is not None and state.phase_started_at is not None and seen.now - state.phase_started_at > timeout:
+        return _move(state, Phase.FAILED, "PhaseTimeout", f"{phase} did not finish within {timeout}")
+
+    if phase is Phase.PENDING:
+        return _move(state, Phase.DATA_CHECK, "Started", "checking market data")
+
+    if phase is Phase.AWAITING_APPROVAL:
+        return _decide_approval(settings, state, seen)
+
+    outcome = seen.outcome
+    if outcome is None or outcome.phase is not phase:
+        # Nothing new was observed for this phase: (re)run its work now.
+        return Decision(phase=phase, reason="Waiting", message=f"{phase} in progress", attempts=state.attempts)
+
+    if outcome.kind is OutcomeKind.PASSED:
+        return _move(state, _next_after(phase, settings), outcome.reason, outcome.message)
+    if outcome.kind is OutcomeKind.FAILED:
+        return _move(state, Phase.FAILED, outcome.reason, outcome.message)
+    if outcome.kind is OutcomeKind.RUNNING:
+        return Decision(
+            phase=phase,
+            reason=outcome.reason,
+            message=outcome.message,
+            attempts=state.attempts,
+            retry_after=settings.backoff_base,
+        )
+    attempts = state.attempts + 1
+    if attempts >= settings.max_attempts:
+        return _move(
+            state,
+            Phase.FAILED,
+            outcome.reason,
+            f"{outcome.message} (gave up after {attempts} attempts)",
+        )
+    return Decision(
+        phase=phase,
+        reason=outcome.reason,
+        message=f"{outcome.message} (attempt {attempts} of {settings.max_attempts}, retrying)",
+        attempts=attempts,
+        retry_after=_backoff(attempts, settings),
+    )
+
+
+def _decide_approval(settings: RunSettings, state: RunState, seen: Observations) -> Decision:
+    approval = seen.approval
+    if approval is not None and approval.approved_at <= seen.now < approval.expires_at:
+        return _move(
+            state,
+            Phase.TRADING,
+            "Approved",
+            f"live trading approved by {approval.approved_by} at {approval.approved_at.isoformat()}",
+        )
+    waited_too_long = state.phase_started_at is not None and seen.now - state.phase_started_at > settings.approval_wait
+    if waited_too_long:
+        return _move(state, Phase.FAILED, "ApprovalTimeout", f"no valid approval within {settings.approval_wait}")
+    message = "waiting for a human approval of this live run"
+    if approval is not None:
+        message = f"the approval by {approval.approved_by} expired at {approval.expires_at.isoformat()}; approve again"
+    return Decision(
+        phase=Phase.AWAITING_APPROVAL, reason="AwaitingApproval", message=message, retry_after=timedelta(seconds=30)
+    )
