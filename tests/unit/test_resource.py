@@ -134,7 +134,7 @@ def test_spec_is_immutable() -> None:
 def test_load_manifest_reports_yaml_and_shape_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("spec: [unclosed")
-    with pytest.raises(UserError, match="bad.yaml: not valid YAML"):
+    with pytest.raises(UserError, match=r"bad\.yaml: not valid YAML"):
         load_manifest(bad)
     two = tmp_path / "two.yaml"
     two.write_text(yaml.safe_dump(manifest()) + "---\n" + yaml.safe_dump(manifest()))
