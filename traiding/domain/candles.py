@@ -1,14 +1,40 @@
-"""OHLCV candles as columns of numpy arrays: the one in-memory form every engine module reads."""
+"""OHLCV candles as columns of numpy arrays: the one in-memory form every engine module reads.
+
+Also their files: `load_candles` reads freqtrade JSON (`[[open_time_ms, o, h, l, c, v], ...]`) and CSV with
+a header, `save_candles` writes them, `merge_candles`/`normalize` combine and clean them. Loading never drops
+or reorders rows: duplicates and out-of-order rows stay visible to the data-quality check, and
+`normalize` (sort, dedupe) runs after it.
+"""
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
 
 import numpy as np
 import numpy.typing as npt
 
+from traiding.errors import UserError
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+
+COLUMNS = ("time", "open", "high", "low", "close", "volume")
+SUFFIXES = (".json", ".json.gz", ".csv", ".csv.gz")
+
+# Below this an epoch time must be in seconds: 1e11 ms is March 1973, 1e11 s is the year 5138.
+_SECONDS_THRESHOLD = 1e11
+_TIME_ALIASES = ("timestamp", "date", "time", "datetime", "open_time", "opentime", "open time")
+_PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,3 +60,401 @@ class Candles:
             self.close[start:stop],
             self.volume[start:stop],
         )
+
+
+class CandleFileError(UserError, ValueError):
+    """A candle file that cannot be read, naming the file, the row and what is wrong with it."""
+
+    def __init__(self, path: str | os.PathLike[str], detail: str, *, row: str | None = None) -> None:
+        self.path = str(path)
+        self.row = row
+        self.detail = detail
+        where = f"{self.path}: {row}: " if row else f"{self.path}: "
+        super().__init__(where + detail)
+
+
+def empty_candles() -> Candles:
+    """Zero candles (the neutral element of `merge_candles`)."""
+    floats = np.empty(0, dtype=np.float64)
+    return Candles(
+        np.empty(0, dtype=np.int64), floats, floats.copy(), floats.copy(), floats.copy(), floats.copy()
+    )
+
+
+def take(candles: Candles, index: npt.NDArray[Any]) -> Candles:
+    """The candles at `index` (integer positions or a boolean mask), as a new `Candles`."""
+    return Candles(
+        candles.time[index],
+        candles.open[index],
+        candles.high[index],
+        candles.low[index],
+        candles.close[index],
+        candles.volume[index],
+    )
+
+
+def concat_candles(parts: Sequence[Candles]) -> Candles:
+    """The rows of `parts` one after the other, unchanged (no sorting, no deduplication)."""
+    if not parts:
+        return empty_candles()
+    return Candles(
+        np.concatenate([p.time for p in parts]).astype(np.int64, copy=False),
+        np.concatenate([p.open for p in parts]).astype(np.float64, copy=False),
+        np.concatenate([p.high for p in parts]).astype(np.float64, copy=False),
+        np.concatenate([p.low for p in parts]).astype(np.float64, copy=False),
+        np.concatenate([p.close for p in parts]).astype(np.float64, copy=False),
+        np.concatenate([p.volume for p in parts]).astype(np.float64, copy=False),
+    )
+
+
+def normalize(candles: Candles) -> Candles:
+    """Sorted by time with one row per open time; of duplicate rows the later one in the input wins."""
+    n = len(candles)
+    if n == 0:
+        return candles
+    order = np.argsort(candles.time, kind="stable")
+    times = candles.time[order]
+    # In a stable sort the last row of each run of equal times is the latest in the input.
+    keep = np.ones(n, dtype=np.bool_)
+    keep[:-1] = times[1:] != times[:-1]
+    if keep.all() and bool((order == np.arange(n)).all()):
+        return candles
+    return take(candles, order[keep])
+
+
+def merge_candles(older: Candles, newer: Candles) -> Candles:
+    """The union of both by open time, sorted and deduplicated; where both hold a time, `newer` wins."""
+    return normalize(concat_candles([older, newer]))
+
+
+def candles_between(candles: Candles, start_ms: int, end_ms: int) -> Candles:
+    """The candles (sorted by time) with `start_ms <= time < end_ms`."""
+    lo = int(np.searchsorted(candles.time, start_ms, side="left"))
+    hi = int(np.searchsorted(candles.time, end_ms, side="left"))
+    return candles.slice(lo, hi)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_candles(path: str | os.PathLike[str], *, check_prices: bool = True) -> Candles:
+    """Read candles from freqtrade JSON or CSV (by extension: .json, .csv, optionally .gz-compressed).
+
+    Rows keep their file order: duplicates and out-of-order rows are not dropped (see `normalize`).
+    Raises `CandleFileError` naming the file and row for anything malformed: wrong column count, a value
+    that is not a finite number, a timestamp that is not epoch ms/s or ISO-8601, and - with
+    `check_prices` (the default) - non-positive prices, negative volume, high below low, or open/close
+    outside [low, high]. With `check_prices=False` those price inconsistencies load, for the quality
+    check to count.
+    """
+    file = Path(path)
+    name = file.name.lower()
+    kind = next((s for s in SUFFIXES if name.endswith(s)), None)
+    if kind is None:
+        raise CandleFileError(
+            file, f"unknown candle file type; expected a name ending in {', '.join(SUFFIXES)}"
+        )
+    try:
+        with _open_text(file, kind.endswith(".gz")) as stream:
+            if kind.startswith(".json"):
+                return _parse_json(file, stream, check_prices)
+            return _parse_csv(file, stream, check_prices)
+    except FileNotFoundError:
+        raise CandleFileError(file, "no such file") from None
+    except IsADirectoryError:
+        raise CandleFileError(file, "is a directory, not a candle file") from None
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise CandleFileError(file, f"cannot read: {exc}") from exc
+
+
+def candles_from_rows(
+    rows: Iterable[Sequence[Any]], *, source: str = "<rows>", check_prices: bool = True
+) -> Candles:
+    """Candles from `[open_time_ms, open, high, low, close, volume]` rows, as ccxt's fetch_ohlcv returns.
+
+    Validates like `load_candles`; errors name `source` in place of a file.
+    """
+    return _rows_to_candles(Path(source), list(rows), check_prices)
+
+
+def _open_text(file: Path, compressed: bool) -> TextIO:
+    if compressed:
+        return gzip.open(file, "rt", encoding="utf-8", newline="")
+    return open(file, encoding="utf-8", newline="")
+
+
+def _parse_json(file: Path, stream: TextIO, check_prices: bool) -> Candles:
+    try:
+        data = json.load(stream)
+    except json.JSONDecodeError as exc:
+        where = f"(line {exc.lineno} column {exc.colno})"
+        raise CandleFileError(file, f"not valid JSON: {exc.msg} {where}") from None
+    if not isinstance(data, list):
+        raise CandleFileError(
+            file,
+            "expected a JSON array of [time, open, high, low, close, volume] rows, "
+            f"got a {type(data).__name__}",
+        )
+    return _rows_to_candles(file, data, check_prices)
+
+
+def _json_row_label(index: int) -> str:
+    return f"row {index + 1}"
+
+
+def _rows_to_candles(file: Path, rows: list[Any], check_prices: bool) -> Candles:
+    if not rows:
+        raise CandleFileError(file, "holds no candles")
+    try:
+        table = np.asarray(rows, dtype=np.float64)
+        if table.ndim != 2 or table.shape[1] != len(COLUMNS):
+            raise ValueError("shape")
+    except (ValueError, TypeError):
+        _raise_first_bad_json_row(file, rows)
+        raise  # pragma: no cover - _raise_first_bad_json_row always raises
+    return _validated(file, table[:, 0], [table[:, i] for i in range(1, 6)], _json_row_label, check_prices)
+
+
+def _raise_first_bad_json_row(file: Path, rows: list[Any]) -> None:
+    """The vectorised conversion failed: walk the rows to name the first offending one."""
+    for index, row in enumerate(rows):
+        label = _json_row_label(index)
+        if not isinstance(row, list):
+            raise CandleFileError(
+                file,
+                f"expected a [time, open, high, low, close, volume] array, got {_short(row)}",
+                row=label,
+            )
+        if len(row) != len(COLUMNS):
+            raise CandleFileError(
+                file,
+                f"expected {len(COLUMNS)} columns (time, open, high, low, close, volume), got {len(row)}",
+                row=label,
+            )
+        for column, value in zip(COLUMNS, row, strict=True):
+            if isinstance(value, bool) or not _is_number(value):
+                raise CandleFileError(file, f"not a number {_short(value)} in column {column}", row=label)
+    raise CandleFileError(file, "cannot convert the rows to numbers")  # pragma: no cover - defensive
+
+
+def _is_number(value: Any) -> bool:
+    if value is None:
+        return True  # becomes NaN and is reported as "missing" by the finite check
+    if isinstance(value, int | float):
+        return True
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return False
+        return True
+    return False
+
+
+def _num(value: Any) -> str:
+    """A number as people write it: 5.0, 19695.87, 1e-08 (not np.float64(5.0))."""
+    return repr(float(value))
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _parse_csv(file: Path, stream: TextIO, check_prices: bool) -> Candles:
+    reader = csv.reader(stream)
+    lines: list[int] = []
+    records: list[list[str]] = []
+    for record in reader:
+        if not record or all(not cell.strip() for cell in record):
+            continue
+        records.append(record)
+        lines.append(reader.line_num)
+    if not records:
+        raise CandleFileError(file, "holds no candles")
+
+    header = [cell.strip().lower() for cell in records[0]]
+    positions = _csv_column_positions(header)
+    if positions is None:
+        if len(header) == len(COLUMNS) and all(_is_float_text(cell) for cell in header):
+            positions = list(range(len(COLUMNS)))  # no header: the freqtrade column order
+            width = len(COLUMNS)
+        else:
+            raise CandleFileError(
+                file,
+                "the header must name the columns timestamp (or date), open, high, low, close, volume; "
+                f"got {', '.join(records[0])}",
+                row="line 1",
+            )
+    else:
+        width = len(header)
+        records = records[1:]
+        lines = lines[1:]
+    if not records:
+        raise CandleFileError(file, "holds no candles (only a header)")
+
+    def label(index: int) -> str:
+        return f"row {index + 1} (line {lines[index]})"
+
+    for index, record in enumerate(records):
+        if len(record) != width:
+            raise CandleFileError(file, f"expected {width} columns, got {len(record)}", row=label(index))
+
+    times, in_ms = _csv_times(file, [r[positions[0]] for r in records], header[positions[0]], label)
+    values = [
+        _csv_numbers(file, [r[pos] for r in records], name, label)
+        for name, pos in zip(_PRICE_COLUMNS, positions[1:], strict=True)
+    ]
+    return _validated(file, times, values, label, check_prices, time_in_ms=in_ms)
+
+
+def _csv_column_positions(header: list[str]) -> list[int] | None:
+    time_pos = next((header.index(alias) for alias in _TIME_ALIASES if alias in header), None)
+    if time_pos is None or not all(name in header for name in _PRICE_COLUMNS):
+        return None
+    return [time_pos, *(header.index(name) for name in _PRICE_COLUMNS)]
+
+
+def _is_float_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _csv_numbers(file: Path, cells: list[str], column: str, label: Callable[[int], str]) -> FloatArray:
+    try:
+        return np.asarray(cells, dtype=np.float64)
+    except ValueError:
+        for index, cell in enumerate(cells):
+            if not _is_float_text(cell):
+                what = "empty value" if not cell.strip() else f"not a number {cell!r}"
+                raise CandleFileError(file, f"{what} in column {column}", row=label(index)) from None
+        raise  # pragma: no cover - numpy and float() agree on what is a number
+
+
+def _csv_times(
+    file: Path, cells: list[str], column: str, label: Callable[[int], str]
+) -> tuple[FloatArray, bool | None]:
+    """Epoch numbers (unit decided later from their magnitude) or ISO-8601 texts (converted to ms)."""
+    try:
+        return np.asarray(cells, dtype=np.float64), None
+    except ValueError:
+        pass
+    times = np.empty(len(cells), dtype=np.float64)
+    for index, cell in enumerate(cells):
+        try:
+            moment = datetime.fromisoformat(cell.strip())
+        except ValueError:
+            raise CandleFileError(
+                file,
+                f"not a timestamp {cell!r} in column {column} "
+                "(expected epoch milliseconds, epoch seconds or ISO-8601 such as 2021-01-01T00:00:00Z)",
+                row=label(index),
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)  # exchanges publish UTC; a naive time means UTC
+        # Whole milliseconds from the datetime fields, without float rounding.
+        delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+        times[index] = float((delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000)
+    return times, True
+
+
+def _validated(
+    file: Path,
+    raw_time: FloatArray,
+    values: list[FloatArray],
+    label: Callable[[int], str],
+    check_prices: bool,
+    *,
+    time_in_ms: bool | None = None,
+) -> Candles:
+    """Vectorised checks over the whole table; only a failing check looks up which row to name.
+
+    `time_in_ms=None` decides the unit of epoch times from their magnitude (seconds or milliseconds).
+    """
+    for column, array in zip(COLUMNS, [raw_time, *values], strict=True):
+        bad = ~np.isfinite(array)
+        if bad.any():
+            index = int(np.argmax(bad))
+            what = "missing value (null or NaN)" if np.isnan(array[index]) else "infinite value"
+            raise CandleFileError(file, f"{what} in column {column}", row=label(index))
+    if time_in_ms is None and float(np.abs(raw_time).max()) < _SECONDS_THRESHOLD:
+        raw_time = np.rint(raw_time * 1000.0)  # epoch seconds
+    negative = raw_time < 0
+    if negative.any():
+        index = int(np.argmax(negative))
+        raise CandleFileError(file, f"negative timestamp {raw_time[index]:.0f}", row=label(index))
+    fractional = raw_time != np.floor(raw_time)
+    if fractional.any():
+        index = int(np.argmax(fractional))
+        raise CandleFileError(
+            file, f"timestamp {_num(raw_time[index])} is not a whole number of milliseconds", row=label(index)
+        )
+    open_, high, low, close, volume = (np.ascontiguousarray(v, dtype=np.float64) for v in values)
+    candles = Candles(raw_time.astype(np.int64), open_, high, low, close, volume)
+    if check_prices:
+        _check_prices(file, candles, label)
+    return candles
+
+
+def _check_prices(file: Path, candles: Candles, label: Callable[[int], str]) -> None:
+    open_, high, low, close, volume = candles.open, candles.high, candles.low, candles.close, candles.volume
+
+    def first(mask: npt.NDArray[np.bool_]) -> int | None:
+        return int(np.argmax(mask)) if mask.any() else None
+
+    for name, prices in (("open", open_), ("high", high), ("low", low), ("close", close)):
+        if (i := first(prices <= 0)) is not None:
+            raise CandleFileError(file, f"{name} {_num(prices[i])} is not a positive price", row=label(i))
+    if (i := first(volume < 0)) is not None:
+        raise CandleFileError(file, f"negative volume {_num(volume[i])}", row=label(i))
+    if (i := first(high < low)) is not None:
+        raise CandleFileError(file, f"high {_num(high[i])} below low {_num(low[i])}", row=label(i))
+    for name, prices in (("open", open_), ("close", close)):
+        if (i := first((prices < low) | (prices > high))) is not None:
+            raise CandleFileError(
+                file, f"{name} {_num(prices[i])} outside [low {_num(low[i])}, high {_num(high[i])}]", row=label(i)
+            )
+
+
+# ---------------------------------------------------------------- saving
+
+
+def save_candles(candles: Candles, path: str | os.PathLike[str]) -> None:
+    """Write candles as freqtrade JSON (or CSV with a header, by extension; .gz compresses), atomically."""
+    file = Path(path)
+    name = file.name.lower()
+    kind = next((s for s in SUFFIXES if name.endswith(s)), None)
+    if kind is None:
+        raise CandleFileError(
+            file, f"unknown candle file type; expected a name ending in {', '.join(SUFFIXES)}"
+        )
+    times = candles.time.tolist()
+    columns = [a.tolist() for a in (candles.open, candles.high, candles.low, candles.close, candles.volume)]
+    if kind.startswith(".json"):
+        # json writes floats with repr: every value reads back bit for bit.
+        text = json.dumps([list(row) for row in zip(times, *columns, strict=True)], separators=(",", ":"))
+    else:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["timestamp", *_PRICE_COLUMNS])
+        writer.writerows(zip(times, *(map(repr, c) for c in columns), strict=True))
+        text = buffer.getvalue()
+    payload = text.encode("utf-8")
+    if kind.endswith(".gz"):
+        payload = gzip.compress(payload, mtime=0)
+    _write_atomically(file, payload)
+
+
+def _write_atomically(file: Path, payload: bytes) -> None:
+    file.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(payload)
+        os.replace(temporary, file)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
