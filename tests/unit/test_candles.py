@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from traiding.domain.candles import (
+    CandleCache,
     CandleFileError,
     Candles,
     candles_between,
@@ -317,3 +318,98 @@ def test_real_file_loads_every_row(shared_data: Path) -> None:
     assert candles.time[0] == raw[0][0] and candles.time[-1] == raw[-1][0]
     assert candles.close[1234] == raw[1234][4]
     assert bool(np.all(np.diff(candles.time) > 0))
+
+
+# ---------------------------------------------------------------- the cache
+
+
+def series(start_index: int, stop_index: int, *, skip: tuple[int, ...] = ()) -> Candles:
+    """5m candles at T0 + k*5m for k in [start_index, stop_index), close = k."""
+    ks = [k for k in range(start_index, stop_index) if k not in skip]
+    return make([T0 + k * FIVE_MINUTES for k in ks], [float(k) + 10 for k in ks])
+
+
+def at(k: int) -> int:
+    return T0 + k * FIVE_MINUTES
+
+
+def test_cache_miss_then_hit(tmp_path: Path) -> None:
+    cache = CandleCache(tmp_path)
+    assert cache.get("binance", "BTC/USDT", "5m", at(0), at(10)) is None
+    assert cache.missing("binance", "BTC/USDT", "5m", at(0), at(10)) == [(at(0), at(10))]
+    cache.put("binance", "BTC/USDT", "5m", series(0, 10), start_ms=at(0), end_ms=at(10))
+    assert cache.path_for("binance", "BTC/USDT", "5m") == tmp_path / "binance" / "BTC_USDT-5m.json"
+    hit = cache.get("binance", "BTC/USDT", "5m", at(2), at(5))
+    assert hit is not None
+    assert hit.time.tolist() == [at(2), at(3), at(4)]
+    assert cache.get("binance", "ETH/USDT", "5m", at(2), at(5)) is None
+    assert cache.get("binance", "BTC/USDT", "1h", at(2), at(5)) is None
+
+
+def test_cache_knows_which_ranges_were_fetched_and_keeps_real_gaps(tmp_path: Path) -> None:
+    cache = CandleCache(tmp_path)
+    # The exchange had no candles 3..5 (maintenance): the range was still fetched, so it is covered.
+    cache.put("binance", "BTC/USDT", "5m", series(0, 10, skip=(3, 4, 5)), start_ms=at(0), end_ms=at(10))
+    hit = cache.get("binance", "BTC/USDT", "5m", at(0), at(10))
+    assert hit is not None
+    assert len(hit) == 7
+    # Not yet fetched: the tail, and a hole between two fetches.
+    cache.put("binance", "BTC/USDT", "5m", series(20, 30), start_ms=at(20), end_ms=at(30))
+    assert cache.missing("binance", "BTC/USDT", "5m", at(0), at(40)) == [(at(10), at(20)), (at(30), at(40))]
+    assert cache.get("binance", "BTC/USDT", "5m", at(5), at(25)) is None
+    cache.put("binance", "BTC/USDT", "5m", series(10, 20), start_ms=at(10), end_ms=at(20))
+    assert cache.coverage("binance", "BTC/USDT", "5m") == [(at(0), at(30))]
+    full = cache.get("binance", "BTC/USDT", "5m", at(0), at(30))
+    assert full is not None
+    assert len(full) == 27
+    assert bool(np.all(np.diff(full.time) > 0))
+
+
+def test_cache_aligns_requests_to_candle_open_times(tmp_path: Path) -> None:
+    cache = CandleCache(tmp_path)
+    cache.put("binance", "BTC/USDT", "5m", series(0, 10))  # covers at(0) .. at(10) by default
+    # Open times in [at(0) - 1ms, at(10) - 1ms] are exactly at(0) .. at(9): covered.
+    assert cache.missing("binance", "BTC/USDT", "5m", at(0) - 1, at(10) - 1) == []
+    assert cache.missing("binance", "BTC/USDT", "5m", at(1) + 1, at(1) + 2) == []  # no open time inside
+    assert cache.missing("binance", "BTC/USDT", "5m", at(9), at(10) + 1) == [(at(10), at(11))]
+
+
+def test_cache_put_merges_newer_wins_and_clips_to_the_range(tmp_path: Path) -> None:
+    cache = CandleCache(tmp_path)
+    cache.put("binance", "BTC/USDT", "5m", series(0, 5))
+    newer = make([at(3), at(4), at(5), at(6)], [99.0, 98.0, 97.0, 96.0])
+    cache.put("binance", "BTC/USDT", "5m", newer, start_ms=at(3), end_ms=at(6))  # at(6) lies outside
+    stored = cache.load("binance", "BTC/USDT", "5m")
+    assert stored is not None
+    assert stored.time.tolist() == [at(k) for k in range(6)]
+    assert stored.close.tolist() == [10.0, 11.0, 12.0, 99.0, 98.0, 97.0]
+    cache.put("binance", "BTC/USDT", "5m", empty_candles())  # nothing fetched, nothing recorded
+    cache.put("binance", "BTC/USDT", "5m", series(0, 1), start_ms=at(5), end_ms=at(5))
+    assert cache.coverage("binance", "BTC/USDT", "5m") == [(at(0), at(6))]
+
+
+def test_cache_records_an_empty_fetch_as_covered(tmp_path: Path) -> None:
+    cache = CandleCache(tmp_path)
+    cache.put("binance", "BTC/USDT", "5m", empty_candles(), start_ms=at(0), end_ms=at(10))
+    assert cache.missing("binance", "BTC/USDT", "5m", at(0), at(10)) == []
+    assert cache.get("binance", "BTC/USDT", "5m", at(0), at(10)) is None  # covered but no file of candles
+
+
+def test_cache_seeded_with_a_freqtrade_file_covers_its_span(tmp_path: Path) -> None:
+    save_candles(series(0, 10, skip=(4,)), tmp_path / "kraken" / "ETH_USDT-5m.json")
+    cache = CandleCache(tmp_path)
+    assert cache.coverage("kraken", "ETH/USDT", "5m") == [(at(0), at(10))]
+    (tmp_path / "kraken" / "ETH_USDT-5m.coverage.json").write_text("{broken")
+    assert cache.coverage("kraken", "ETH/USDT", "5m") == [(at(0), at(10))]
+    assert cache.coverage("kraken", "XRP/USDT", "5m") == []
+
+
+def test_cache_rejects_unsafe_keys(tmp_path: Path) -> None:
+    cache = CandleCache(tmp_path)
+    assert cache.path_for("binance", "BTC/USDT:USDT", "1h").name == "BTC_USDT_USDT-1h.json"
+    with pytest.raises(ValueError, match="invalid exchange id"):
+        cache.path_for("../etc", "BTC/USDT", "5m")
+    with pytest.raises(ValueError, match="invalid symbol"):
+        cache.path_for("binance", "../../x", "5m")
+    with pytest.raises(ValueError, match="invalid timeframe"):
+        cache.path_for("binance", "BTC/USDT", "5 minutes")

@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Any, TextIO
 import numpy as np
 import numpy.typing as npt
 
+from traiding.domain.timeframes import timeframe_ms
 from traiding.errors import UserError
 
 FloatArray = npt.NDArray[np.float64]
@@ -76,9 +78,7 @@ class CandleFileError(UserError, ValueError):
 def empty_candles() -> Candles:
     """Zero candles (the neutral element of `merge_candles`)."""
     floats = np.empty(0, dtype=np.float64)
-    return Candles(
-        np.empty(0, dtype=np.int64), floats, floats.copy(), floats.copy(), floats.copy(), floats.copy()
-    )
+    return Candles(np.empty(0, dtype=np.int64), floats, floats.copy(), floats.copy(), floats.copy(), floats.copy())
 
 
 def take(candles: Candles, index: npt.NDArray[Any]) -> Candles:
@@ -151,9 +151,7 @@ def load_candles(path: str | os.PathLike[str], *, check_prices: bool = True) -> 
     name = file.name.lower()
     kind = next((s for s in SUFFIXES if name.endswith(s)), None)
     if kind is None:
-        raise CandleFileError(
-            file, f"unknown candle file type; expected a name ending in {', '.join(SUFFIXES)}"
-        )
+        raise CandleFileError(file, f"unknown candle file type; expected a name ending in {', '.join(SUFFIXES)}")
     try:
         with _open_text(file, kind.endswith(".gz")) as stream:
             if kind.startswith(".json"):
@@ -167,9 +165,7 @@ def load_candles(path: str | os.PathLike[str], *, check_prices: bool = True) -> 
         raise CandleFileError(file, f"cannot read: {exc}") from exc
 
 
-def candles_from_rows(
-    rows: Iterable[Sequence[Any]], *, source: str = "<rows>", check_prices: bool = True
-) -> Candles:
+def candles_from_rows(rows: Iterable[Sequence[Any]], *, source: str = "<rows>", check_prices: bool = True) -> Candles:
     """Candles from `[open_time_ms, open, high, low, close, volume]` rows, as ccxt's fetch_ohlcv returns.
 
     Validates like `load_candles`; errors name `source` in place of a file.
@@ -192,8 +188,7 @@ def _parse_json(file: Path, stream: TextIO, check_prices: bool) -> Candles:
     if not isinstance(data, list):
         raise CandleFileError(
             file,
-            "expected a JSON array of [time, open, high, low, close, volume] rows, "
-            f"got a {type(data).__name__}",
+            f"expected a JSON array of [time, open, high, low, close, volume] rows, got a {type(data).__name__}",
         )
     return _rows_to_candles(file, data, check_prices)
 
@@ -428,9 +423,7 @@ def save_candles(candles: Candles, path: str | os.PathLike[str]) -> None:
     name = file.name.lower()
     kind = next((s for s in SUFFIXES if name.endswith(s)), None)
     if kind is None:
-        raise CandleFileError(
-            file, f"unknown candle file type; expected a name ending in {', '.join(SUFFIXES)}"
-        )
+        raise CandleFileError(file, f"unknown candle file type; expected a name ending in {', '.join(SUFFIXES)}")
     times = candles.time.tolist()
     columns = [a.tolist() for a in (candles.open, candles.high, candles.low, candles.close, candles.volume)]
     if kind.startswith(".json"):
@@ -458,3 +451,145 @@ def _write_atomically(file: Path, payload: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+# ---------------------------------------------------------------- cache
+
+
+Interval = tuple[int, int]
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+class CandleCache:
+    """Fetched candles on disk, one freqtrade JSON file per (exchange, symbol, timeframe).
+
+    Layout: `ROOT/EXCHANGE/BASE_QUOTE-TIMEFRAME.json` (freqtrade's naming, so a freqtrade data folder can
+    seed the cache) plus `...-TIMEFRAME.coverage.json` recording which time ranges were fetched. Coverage
+    is kept apart from the candles because real data has gaps: a maintenance window inside a fetched
+    range is a fact about the market, not a reason to fetch again. A data file without a coverage file
+    counts as covering its first to its last candle.
+
+    Writes are atomic (a reader never sees half a file); two writers of the same key may lose one
+    update, which costs a refetch, never wrong data.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def path_for(self, exchange: str, symbol: str, timeframe: str) -> Path:
+        timeframe_ms(timeframe)  # a ValueError naming the accepted forms
+        if not _SAFE_NAME.fullmatch(exchange):
+            raise ValueError(f"invalid exchange id {exchange!r} for the candle cache")
+        pair = symbol.replace("/", "_").replace(":", "_")
+        if not _SAFE_NAME.fullmatch(pair):
+            raise ValueError(f"invalid symbol {symbol!r} for the candle cache (expected e.g. 'BTC/USDT')")
+        return self.root / exchange / f"{pair}-{timeframe}.json"
+
+    def _coverage_path(self, exchange: str, symbol: str, timeframe: str) -> Path:
+        return self.path_for(exchange, symbol, timeframe).with_suffix(".coverage.json")
+
+    def load(self, exchange: str, symbol: str, timeframe: str) -> Candles | None:
+        """Everything cached for the key (sorted, one row per time), or None."""
+        path = self.path_for(exchange, symbol, timeframe)
+        if not path.is_file():
+            return None
+        return normalize(load_candles(path, check_prices=False))
+
+    def coverage(self, exchange: str, symbol: str, timeframe: str) -> list[Interval]:
+        """The fetched ranges `[start_ms, end_ms)`, sorted and disjoint."""
+        try:
+            data = json.loads(self._coverage_path(exchange, symbol, timeframe).read_text(encoding="utf-8"))
+            return _union([(int(start), int(end)) for start, end in data["covered"]])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # no or unreadable coverage file: derive it from the candles
+        candles = self.load(exchange, symbol, timeframe)
+        if candles is None or len(candles) == 0:
+            return []
+        return [(int(candles.time[0]), int(candles.time[-1]) + timeframe_ms(timeframe))]
+
+    def missing(self, exchange: str, symbol: str, timeframe: str, start_ms: int, end_ms: int) -> list[Interval]:
+        """The parts of `[start_ms, end_ms)` not fetched yet, aligned to candle open times."""
+        step = timeframe_ms(timeframe)
+        want_start, want_end = _ceil_to(start_ms, step), _ceil_to(end_ms, step)
+        if want_start >= want_end:
+            return []
+        gaps: list[Interval] = []
+        cursor = want_start
+        for start, end in self.coverage(exchange, symbol, timeframe):
+            if end <= cursor:
+                continue
+            if start >= want_end:
+                break
+            if start > cursor:
+                gaps.append((cursor, _ceil_to(start, step)))
+            cursor = max(cursor, end)
+            if cursor >= want_end:
+                break
+        if cursor < want_end:
+            gaps.append((cursor, want_end))
+        return [(s, e) for s, e in gaps if s < e]
+
+    def get(self, exchange: str, symbol: str, timeframe: str, start_ms: int, end_ms: int) -> Candles | None:
+        """The cached candles opening in `[start_ms, end_ms)` if that whole range was fetched, else None."""
+        if self.missing(exchange, symbol, timeframe, start_ms, end_ms):
+            return None
+        candles = self.load(exchange, symbol, timeframe)
+        if candles is None:
+            return None
+        return candles_between(candles, start_ms, end_ms)
+
+    def put(
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: str,
+        candles: Candles,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+    ) -> None:
+        """Add fetched candles; `[start_ms, end_ms)` is the range that was asked for (default: the candles' own).
+
+        Pass only closed candles: an unfinished last candle would be cached as if final. Candles outside the
+        range are dropped; where the cache already holds a time, the new candle wins.
+        """
+        step = timeframe_ms(timeframe)
+        fresh = normalize(candles)
+        if start_ms is None or end_ms is None:
+            if len(fresh) == 0:
+                return
+            start_ms = int(fresh.time[0]) if start_ms is None else start_ms
+            end_ms = int(fresh.time[-1]) + step if end_ms is None else end_ms
+        if start_ms >= end_ms:
+            return
+        fresh = candles_between(fresh, start_ms, end_ms)
+        path = self.path_for(exchange, symbol, timeframe)
+        covered = self.coverage(exchange, symbol, timeframe)
+        stored = self.load(exchange, symbol, timeframe)
+        merged = fresh if stored is None else merge_candles(stored, fresh)
+        if len(merged):
+            save_candles(merged, path)
+        record = {
+            "exchange": exchange,
+            "symbol": symbol,
+            "timeframe": timeframe,
+            "covered": [list(i) for i in _union([*covered, (start_ms, end_ms)])],
+        }
+        _write_atomically(
+            self._coverage_path(exchange, symbol, timeframe), json.dumps(record, indent=1).encode("utf-8")
+        )
+
+
+def _ceil_to(value: int, step: int) -> int:
+    return -(-value // step) * step
+
+
+def _union(intervals: Iterable[Interval]) -> list[Interval]:
+    merged: list[Interval] = []
+    for start, end in sorted(i for i in intervals if i[0] < i[1]):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
