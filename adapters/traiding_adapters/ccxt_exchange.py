@@ -1,0 +1,396 @@
+"""`Exchange` over ccxt.async_support, for any ccxt exchange id (Binance first).
+
+A `CcxtExchange` is a handle on a shared `Connection` (get it from `ExchangeHub.get`); every call goes
+through the connection's circuit breaker, retries and weight budget. This module only translates between
+ccxt's structures and ours.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from traiding.domain.candles import Candles
+from traiding.domain.timeframes import timeframe_ms
+from traiding_adapters.circuit import CircuitBreaker
+from traiding_adapters.client_ids import is_valid_client_order_id
+from traiding_adapters.clock import ClockOffset, check_skew
+from traiding_adapters.connection import Connection
+from traiding_adapters.errors import (
+    ExchangeLayerError,
+    ExchangeMaintenance,
+    InvalidOrder,
+    UnknownSymbol,
+)
+from traiding_adapters.exchange import (
+    Balance,
+    Fee,
+    Health,
+    KeyPermissions,
+    Market,
+    Order,
+    OrderBook,
+    OrderRequest,
+    OrderStatus,
+    Ticker,
+)
+from traiding_adapters.ohlcv import fetch_all_pages
+from traiding_adapters.orders import place_order
+from traiding_adapters.weights import BINANCE_IDS
+
+_STATUSES: dict[str, OrderStatus] = {
+    "open": "open",
+    "closed": "closed",
+    "canceled": "canceled",
+    "cancelled": "canceled",
+    "expired": "expired",
+    "rejected": "rejected",
+}
+
+
+class CcxtExchange:
+    """The live exchange through ccxt (see module doc). Implements `traiding_adapters.exchange.Exchange`."""
+
+    def __init__(self, connection: Connection, release: Callable[[], Awaitable[None]]) -> None:
+        self._conn = connection
+        self._release = release
+        self._closed = False
+        self.exchange_id = connection.exchange_id
+
+    # -- introspection ---------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        """The shared ccxt instance (for what this interface does not cover; calls bypass the budget only
+        if they bypass ccxt's request path, which nothing in ccxt does)."""
+        return self._conn.client
+
+    @property
+    def circuit(self) -> CircuitBreaker:
+        return self._conn.circuit
+
+    @property
+    def connection(self) -> Connection:
+        return self._conn
+
+    # -- market data -----------------------------------------------------------------------------------
+
+    async def load_markets(self, reload: bool = False) -> dict[str, Market]:
+        client = self._conn.client
+
+        async def load() -> dict[str, Any]:
+            async with self._conn.markets_lock:  # twenty runs starting together load them once
+                if client.markets and not reload:
+                    return dict(client.markets)
+                return dict(await client.load_markets(reload))
+
+        raw = await self._conn.call(load)
+        return {symbol: _market(client, market) for symbol, market in raw.items() if market.get("spot", True)}
+
+    async def market(self, symbol: str) -> Market:
+        markets = await self.load_markets()
+        if symbol not in markets:
+            raise UnknownSymbol(
+                f"{symbol} is not listed on {self.exchange_id}: check the symbol (e.g. BTC/USDT); "
+                f"{len(markets)} spot markets are listed"
+            )
+        return markets[symbol]
+
+    async def server_time(self) -> int:
+        return int(await self._conn.call(self._conn.client.fetch_time))
+
+    async def measure_clock(self, max_skew_ms: int | None = None) -> ClockOffset:
+        """Measure the clock offset (and correct signed requests by it); with `max_skew_ms`, raise
+        `ClockSkewError` with an actionable message when the raw offset exceeds it."""
+        offset = await self._conn.sync_clock()
+        if max_skew_ms is not None:
+            check_skew(offset, max_skew_ms, self.exchange_id)
+        return offset
+
+    async def fetch_ohlcv(self, symbol: str, timeframe: str, since_ms: int, until_ms: int) -> Candles:
+        await self.market(symbol)
+        client = self._conn.client
+        is_binance = self.exchange_id in BINANCE_IDS
+        limit = self._conn.settings.ohlcv_page_limit or (1000 if is_binance else 500)
+
+        async def page(since: int, until_inclusive: int, size: int) -> list[list[Any]]:
+            rows = await self._conn.call(
+                lambda: client.fetch_ohlcv(symbol, timeframe, since, size, {"until": until_inclusive})
+            )
+            return list(rows)
+
+        return await fetch_all_pages(
+            page,
+            since_ms=since_ms,
+            until_ms=until_ms,
+            timeframe_ms=timeframe_ms(timeframe),
+            limit=limit,
+            empty_page_means_end=is_binance,
+        )
+
+    async def fetch_ticker(self, symbol: str) -> Ticker:
+        raw = await self._conn.call(lambda: self._conn.client.fetch_ticker(symbol))
+        return Ticker(
+            symbol=symbol,
+            timestamp=_int_or_none(raw.get("timestamp")),
+            bid=_float_or_none(raw.get("bid")),
+            ask=_float_or_none(raw.get("ask")),
+            last=_float_or_none(raw.get("last")),
+        )
+
+    async def fetch_order_book(self, symbol: str, limit: int = 100) -> OrderBook:
+        raw = await self._conn.call(lambda: self._conn.client.fetch_order_book(symbol, limit))
+        return OrderBook(
+            symbol=symbol,
+            timestamp=_int_or_none(raw.get("timestamp")),
+            bids=tuple((float(level[0]), float(level[1])) for level in raw.get("bids", [])),
+            asks=tuple((float(level[0]), float(level[1])) for level in raw.get("asks", [])),
+        )
+
+    # -- account -----------------------------------------------------------------------------------------
+
+    async def fetch_balances(self) -> dict[str, Balance]:
+        raw = await self._conn.call(self._conn.client.fetch_balance, signed=True)
+        balances: dict[str, Balance] = {}
+        for currency, amounts in raw.items():
+            if not isinstance(amounts, dict) or "free" not in amounts or currency in {"info", "free", "used", "total"}:
+                continue
+            free = _float_or_none(amounts.get("free")) or 0.0
+            used = _float_or_none(amounts.get("used")) or 0.0
+            total = _float_or_none(amounts.get("total"))
+            balances[currency] = Balance(currency=currency, free=free, used=used, total=total or free + used)
+        return balances
+
+    async def key_permissions(self) -> KeyPermissions:
+        """What the key may do. Binance: /sapi/v1/account/apiRestrictions. Others: reading is proven by a
+        balance call; trading and withdrawal are unknown (None)."""
+        client = self._conn.client
+        if self.exchange_id in BINANCE_IDS:
+            raw = await self._conn.call(client.sapi_get_account_apirestrictions, signed=True)
+            return KeyPermissions(
+                can_read=bool(raw.get("enableReading", False)),
+                can_trade=bool(raw.get("enableSpotAndMarginTrading", False)),
+                can_withdraw=bool(raw.get("enableWithdrawals", False)),
+                source=f"{self.exchange_id} /sapi/v1/account/apiRestrictions",
+            )
+        await self.fetch_balances()
+        return KeyPermissions(
+            can_read=True,
+            can_trade=None,
+            can_withdraw=None,
+            source=f"{self.exchange_id}: a balance read succeeded; ccxt exposes no permission query",
+        )
+
+    # -- orders ------------------------------------------------------------------------------------------
+
+    async def create_order(self, request: OrderRequest) -> Order:
+        """Place the order exactly once (see `orders.place_order`): never retried blindly."""
+        if not is_valid_client_order_id(request.client_order_id):
+            raise InvalidOrder(
+                f"client order id {request.client_order_id!r} must match ^[a-zA-Z0-9-_]{{1,36}}$ "
+                "(use traiding_adapters.client_order_id)"
+            )
+        if request.type == "limit" and request.price is None:
+            raise InvalidOrder("a limit order needs a price")
+        await self.market(request.symbol)
+        settings = self._conn.settings
+        return await place_order(
+            self,
+            request,
+            lookup_policy=settings.order_lookup,
+            max_sends=settings.order_max_sends,
+            settle_s=settings.order_settle_s,
+        )
+
+    async def send_order(self, request: OrderRequest) -> Order:
+        """One attempt to create the order (no retries; a -1021 re-syncs the clock and sends once more,
+        which is safe: the exchange rejected the first one before looking at it)."""
+        client = self._conn.client
+        price = request.price if request.type == "limit" else None
+        raw = await self._conn.call(
+            lambda: client.create_order(
+                request.symbol,
+                request.type,
+                request.side,
+                request.amount,
+                price,
+                {"clientOrderId": request.client_order_id},
+            ),
+            retry=False,
+            signed=True,
+        )
+        return _order(raw, request.client_order_id)
+
+    async def lookup_order(self, symbol: str, client_order_id: str) -> Order:
+        """One attempt to read the order by client order id (OrderNotFound if the exchange lacks it)."""
+        client = self._conn.client
+        raw = await self._conn.call(
+            lambda: client.fetch_order(None, symbol, _client_id_params(self.exchange_id, client_order_id)),
+            retry=False,
+            signed=True,
+        )
+        return _order(raw, client_order_id)
+
+    async def fetch_order(self, symbol: str, *, client_order_id: str) -> Order:
+        client = self._conn.client
+        raw = await self._conn.call(
+            lambda: client.fetch_order(None, symbol, _client_id_params(self.exchange_id, client_order_id)),
+            signed=True,
+        )
+        return _order(raw, client_order_id)
+
+    async def cancel_order(self, symbol: str, *, client_order_id: str) -> Order:
+        """Cancel by client order id. Retried on transient errors: cancelling twice is harmless."""
+        client = self._conn.client
+        raw = await self._conn.call(
+            lambda: client.cancel_order(None, symbol, _client_id_params(self.exchange_id, client_order_id)),
+            signed=True,
+        )
+        return _order(raw, client_order_id)
+
+    # -- health ------------------------------------------------------------------------------------------
+
+    async def health(self) -> Health:
+        """A quick probe that never raises: reachability and latency (server time, no retries), maintenance
+        (fetch_status), clock offset (also re-applied to signed requests) and the circuit state. While the
+        circuit is half-open this probe is the one call that may test the exchange."""
+        client = self._conn.client
+        circuit = self._conn.circuit
+        offset: ClockOffset | None = None
+        latency_ms: float | None = None
+        try:
+            if client.has.get("fetchTime"):
+                started = time.perf_counter()
+                offset = await self._conn.sync_clock(retry=False)
+                latency_ms = (time.perf_counter() - started) * 1000 / offset.samples
+            status_raw: dict[str, Any] = {"status": "ok"}
+            if client.has.get("fetchStatus"):
+                status_raw = await self._conn.call(client.fetch_status, retry=False)
+        except Exception as error:
+            mapped = error if isinstance(error, ExchangeLayerError) else self._conn.map_error(error)
+            in_maintenance = isinstance(mapped, ExchangeMaintenance)
+            return Health(
+                exchange_id=self.exchange_id,
+                reachable=in_maintenance or not mapped.transient,
+                maintenance=True if in_maintenance else None,
+                status="maintenance" if in_maintenance else ("unreachable" if mapped.transient else "error"),
+                clock_offset_ms=offset.offset_ms if offset else None,
+                latency_ms=latency_ms,
+                circuit=circuit.state,
+                last_error=str(mapped),
+            )
+        status = str(status_raw.get("status") or "ok")
+        return Health(
+            exchange_id=self.exchange_id,
+            reachable=True,
+            maintenance=status == "maintenance",
+            status=status,
+            clock_offset_ms=offset.offset_ms if offset else None,
+            latency_ms=latency_ms,
+            circuit=circuit.state,
+            last_error=circuit.last_error,
+        )
+
+    async def close(self) -> None:
+        """Give this handle's reference back; the last handle closes the shared session."""
+        if not self._closed:
+            self._closed = True
+            await self._release()
+
+    async def __aenter__(self) -> CcxtExchange:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+
+def _client_id_params(exchange_id: str, client_order_id: str) -> dict[str, str]:
+    if exchange_id in BINANCE_IDS:
+        return {"origClientOrderId": client_order_id}
+    return {"clientOrderId": client_order_id}
+
+
+def _market(client: Any, raw: dict[str, Any]) -> Market:
+    precision = raw.get("precision") or {}
+    limits = raw.get("limits") or {}
+    amount_limits = limits.get("amount") or {}
+    cost_limits = limits.get("cost") or {}
+    tick_mode = getattr(client, "precisionMode", None) == 4  # ccxt TICK_SIZE
+    amount_p = _float_or_none(precision.get("amount"))
+    price_p = _float_or_none(precision.get("price"))
+    if tick_mode:
+        step, tick = amount_p, price_p
+        amount_decimals = _decimals_of(step)
+        price_decimals = _decimals_of(tick)
+    else:
+        amount_decimals = int(amount_p) if amount_p is not None else None
+        price_decimals = int(price_p) if price_p is not None else None
+        step = 10.0**-amount_decimals if amount_decimals is not None else None
+        tick = 10.0**-price_decimals if price_decimals is not None else None
+    return Market(
+        symbol=str(raw["symbol"]),
+        base=str(raw.get("base") or ""),
+        quote=str(raw.get("quote") or ""),
+        active=bool(raw.get("active", True) if raw.get("active") is not None else True),
+        min_notional=_float_or_none(cost_limits.get("min")),
+        min_qty=_float_or_none(amount_limits.get("min")),
+        max_qty=_float_or_none(amount_limits.get("max")),
+        step_size=step,
+        tick_size=tick,
+        amount_precision=amount_decimals,
+        price_precision=price_decimals,
+    )
+
+
+def _order(raw: dict[str, Any], client_order_id: str | None) -> Order:
+    amount = _float_or_none(raw.get("amount")) or 0.0
+    filled = _float_or_none(raw.get("filled")) or 0.0
+    remaining = _float_or_none(raw.get("remaining"))
+    average = _float_or_none(raw.get("average"))
+    cost = _float_or_none(raw.get("cost"))
+    fee_raw = raw.get("fee") or {}
+    fee = None
+    if fee_raw.get("cost") is not None:
+        fee = Fee(currency=str(fee_raw.get("currency") or ""), cost=float(fee_raw["cost"]))
+    side = raw.get("side")
+    order_type = raw.get("type")
+    return Order(
+        id=str(raw.get("id")),
+        client_order_id=raw.get("clientOrderId") or client_order_id,
+        symbol=str(raw.get("symbol")),
+        side="sell" if side == "sell" else "buy",
+        type="limit" if order_type == "limit" else "market",
+        status=_STATUSES.get(str(raw.get("status")), "open"),
+        amount=amount,
+        filled=filled,
+        remaining=remaining if remaining is not None else max(amount - filled, 0.0),
+        price=_float_or_none(raw.get("price")),
+        average=average,
+        cost=cost if cost is not None else (average or 0.0) * filled,
+        fee=fee,
+        timestamp=_int_or_none(raw.get("timestamp")),
+    )
+
+
+def _float_or_none(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def _int_or_none(value: Any) -> int | None:
+    number = _float_or_none(value)
+    return int(number) if number is not None else None
+
+
+def _decimals_of(step: float | None) -> int | None:
+    if not step:
+        return None
+    text = f"{step:.12f}".rstrip("0")
+    return len(text.split(".")[1]) if "." in text else 0

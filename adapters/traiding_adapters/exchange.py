@@ -1,0 +1,216 @@
+"""The exchange interface the pipeline phases use, and the frozen models it speaks.
+
+Implementations: `CcxtExchange` (any ccxt exchange, live), `PaperBroker` (dry runs: real prices, simulated
+orders). Amounts are in the base currency, prices and costs in the quote currency, times in epoch ms.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from traiding.domain.candles import Candles
+
+OrderSide = Literal["buy", "sell"]
+OrderType = Literal["market", "limit"]
+OrderStatus = Literal["open", "closed", "canceled", "expired", "rejected"]
+CircuitState = Literal["closed", "open", "half-open"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Market(_Frozen):
+    """A symbol's trading rules (Binance: LOT_SIZE, PRICE_FILTER, NOTIONAL/MIN_NOTIONAL filters)."""
+
+    symbol: str
+    base: str
+    quote: str
+    active: bool = True
+    min_notional: float | None = None
+    min_qty: float | None = None
+    max_qty: float | None = None
+    step_size: float | None = None
+    tick_size: float | None = None
+    amount_precision: int | None = None  # decimals of an amount
+    price_precision: int | None = None  # decimals of a price
+
+    def round_amount(self, amount: float) -> float:
+        """`amount` rounded DOWN to the step size (an order never exceeds what was asked)."""
+        return _floor_to_step(amount, self.step_size, self.amount_precision)
+
+    def round_price(self, price: float) -> float:
+        """`price` rounded to the nearest tick."""
+        if self.tick_size:
+            decimals = _decimals(self.tick_size)
+            return round(round(price / self.tick_size) * self.tick_size, decimals)
+        return round(price, self.price_precision) if self.price_precision is not None else price
+
+    def violations(self, amount: float, price: float) -> list[str]:
+        """Why an order of `amount` at about `price` would be rejected by the symbol filters ([] if fine)."""
+        problems: list[str] = []
+        if self.min_qty is not None and amount < self.min_qty:
+            problems.append(f"amount {amount} below the minimum quantity {self.min_qty} of {self.symbol}")
+        if self.max_qty is not None and amount > self.max_qty:
+            problems.append(f"amount {amount} above the maximum quantity {self.max_qty} of {self.symbol}")
+        if self.min_notional is not None and amount * price < self.min_notional:
+            problems.append(
+                f"order value {amount * price:.8g} {self.quote} below the minimum notional "
+                f"{self.min_notional} {self.quote} of {self.symbol}"
+            )
+        return problems
+
+
+class Ticker(_Frozen):
+    symbol: str
+    timestamp: int | None
+    bid: float | None
+    ask: float | None
+    last: float | None
+
+    @property
+    def mid(self) -> float | None:
+        if self.bid is not None and self.ask is not None:
+            return (self.bid + self.ask) / 2
+        return self.last
+
+
+class OrderBook(_Frozen):
+    """Bids descending, asks ascending, each level (price, amount)."""
+
+    symbol: str
+    timestamp: int | None
+    bids: tuple[tuple[float, float], ...]
+    asks: tuple[tuple[float, float], ...]
+
+
+class Balance(_Frozen):
+    currency: str
+    free: float
+    used: float
+    total: float
+
+
+class KeyPermissions(_Frozen):
+    """What an API key may do; None where the exchange does not tell (`source` says how it was learnt)."""
+
+    can_read: bool
+    can_trade: bool | None
+    can_withdraw: bool | None
+    source: str
+
+
+class OrderRequest(_Frozen):
+    symbol: str
+    side: OrderSide
+    type: OrderType
+    amount: float
+    price: float | None = None
+    client_order_id: str
+
+
+class Fee(_Frozen):
+    currency: str
+    cost: float
+
+
+class Order(_Frozen):
+    id: str
+    client_order_id: str | None
+    symbol: str
+    side: OrderSide
+    type: OrderType
+    status: OrderStatus
+    amount: float
+    filled: float
+    remaining: float
+    price: float | None = None
+    average: float | None = None
+    cost: float
+    fee: Fee | None = None
+    timestamp: int | None = None
+
+
+class Position(_Frozen):
+    """A spot position: base currency held through a symbol, with its volume-weighted entry price."""
+
+    symbol: str
+    amount: float
+    average_entry: float
+
+
+class Health(_Frozen):
+    exchange_id: str
+    reachable: bool
+    maintenance: bool | None
+    status: str  # "ok", "maintenance", "unreachable", ...
+    clock_offset_ms: int | None  # the exchange's time minus ours
+    latency_ms: float | None
+    circuit: CircuitState
+    last_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reachable and not self.maintenance and self.circuit != "open"
+
+
+@runtime_checkable
+class MarketData(Protocol):
+    """The read-only half: what a paper broker needs from a real exchange."""
+
+    async def fetch_ticker(self, symbol: str) -> Ticker: ...
+
+    async def fetch_order_book(self, symbol: str, limit: int = 100) -> OrderBook: ...
+
+
+@runtime_checkable
+class OrderApi(Protocol):
+    """The order half, implemented by the live exchange and by the paper broker alike."""
+
+    async def fetch_balances(self) -> dict[str, Balance]: ...
+
+    async def create_order(self, request: OrderRequest) -> Order: ...
+
+    async def cancel_order(self, symbol: str, *, client_order_id: str) -> Order: ...
+
+    async def fetch_order(self, symbol: str, *, client_order_id: str) -> Order: ...
+
+
+@runtime_checkable
+class Exchange(MarketData, OrderApi, Protocol):
+    """An exchange as the pipeline sees it."""
+
+    exchange_id: str
+
+    async def load_markets(self) -> dict[str, Market]: ...
+
+    async def server_time(self) -> int: ...
+
+    async def fetch_ohlcv(self, symbol: str, timeframe: str, since_ms: int, until_ms: int) -> Candles:
+        """Every stored candle with open time in [since_ms, until_ms), ascending, paginated underneath."""
+        ...
+
+    async def key_permissions(self) -> KeyPermissions: ...
+
+    async def health(self) -> Health: ...
+
+    async def close(self) -> None: ...
+
+
+def _decimals(step: float) -> int:
+    text = f"{step:.12f}".rstrip("0")
+    return len(text.split(".")[1]) if "." in text else 0
+
+
+def _floor_to_step(value: float, step: float | None, precision: int | None) -> float:
+    if step:
+        decimals = _decimals(step)
+        # the epsilon absorbs binary noise (0.3 / 0.1 = 2.9999999999999996)
+        return round(math.floor(value / step + 1e-9) * step, decimals)
+    if precision is not None:
+        factor = 10.0**precision
+        return math.floor(value * factor + 1e-9) / factor
+    return value

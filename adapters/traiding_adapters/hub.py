@@ -1,0 +1,103 @@
+"""ExchangeHub: one ccxt instance (HTTP session) per exchange and key in the process, and one weight budget
+per exchange and key, shared by every run.
+
+`hub.get(...)` hands out a `CcxtExchange`; each handle's `close()` gives its reference back, and the last one
+closes the ccxt session. Connections are keyed by (exchange id, base URLs, api key, a hash of the secret):
+a run with a different secret for the same key gets its own session (so a wrong secret cannot poison a good
+one) but the same budget, because the exchange counts weight per key and address, not per secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Mapping
+
+from traiding_adapters.ccxt_exchange import CcxtExchange
+from traiding_adapters.connection import Connection, Credentials, ExchangeSettings, make_ccxt_client
+from traiding_adapters.ratelimit import BudgetStats, WeightBudget
+from traiding_adapters.weights import default_weight_limit
+
+_BudgetKey = tuple[str, str, tuple[tuple[str, str], ...]]
+_ConnectionKey = tuple[_BudgetKey, str]
+
+
+class ExchangeHub:
+    """The process-wide registry of exchange connections (see module doc)."""
+
+    def __init__(self, settings: ExchangeSettings | None = None) -> None:
+        self.settings = settings or ExchangeSettings()
+        self._connections: dict[_ConnectionKey, Connection] = {}
+        self._budgets: dict[_BudgetKey, WeightBudget] = {}
+        self._lock = asyncio.Lock()
+
+    def get(
+        self,
+        exchange_id: str,
+        credentials: Credentials | None = None,
+        urls: Mapping[str, str] | None = None,
+        settings: ExchangeSettings | None = None,
+    ) -> CcxtExchange:
+        """A handle on the shared connection for this exchange and key; `close()` it when done.
+
+        `urls` replaces ccxt's `urls['api']` (e.g. `traiding_simulator.client_urls(base_url)`); `settings`
+        only applies when this call creates the connection.
+        """
+        budget_key: _BudgetKey = (
+            exchange_id,
+            credentials.api_key if credentials else "",
+            tuple(sorted((urls or {}).items())),
+        )
+        secret_hash = hashlib.sha256(credentials.secret.encode()).hexdigest() if credentials else ""
+        key: _ConnectionKey = (budget_key, secret_hash)
+        connection = self._connections.get(key)
+        if connection is None:
+            chosen = settings or self.settings
+            client = make_ccxt_client(exchange_id, credentials, urls, chosen)
+            budget = self._budgets.get(budget_key)
+            if budget is None:
+                limit = chosen.weight_limit or default_weight_limit(client)
+                budget = WeightBudget(limit, safety=chosen.budget_safety)
+                self._budgets[budget_key] = budget
+            connection = Connection(
+                exchange_id, client, budget, chosen, credentials, learn_limit=chosen.weight_limit is None
+            )
+            self._connections[key] = connection
+        connection.references += 1
+        return CcxtExchange(connection, release=lambda: self._release(key))
+
+    def budget_stats(self) -> dict[str, BudgetStats]:
+        """Each budget's usage, keyed 'exchange_id:api_key-prefix'."""
+        return {f"{key[0]}:{key[1][:6]}": budget.stats() for key, budget in self._budgets.items()}
+
+    def open_connections(self) -> int:
+        return len(self._connections)
+
+    async def _release(self, key: _ConnectionKey) -> None:
+        async with self._lock:
+            connection = self._connections.get(key)
+            if connection is None:
+                return
+            connection.references -= 1
+            if connection.references <= 0:
+                del self._connections[key]
+                await connection.close()
+
+    async def close(self) -> None:
+        """Close every connection (process shutdown)."""
+        async with self._lock:
+            connections = list(self._connections.values())
+            self._connections.clear()
+        for connection in connections:
+            await connection.close()
+
+
+_default_hub: ExchangeHub | None = None
+
+
+def default_hub() -> ExchangeHub:
+    """The process's hub, created on first use."""
+    global _default_hub  # noqa: PLW0603 - one registry per process is the point
+    if _default_hub is None:
+        _default_hub = ExchangeHub()
+    return _default_hub

@@ -1,0 +1,309 @@
+"""A paper broker for dry runs: the order half of `Exchange`, filled against REAL market prices.
+
+Prices come from the underlying exchange (order book, else ticker); the account is simulated in memory and
+the real account is never touched (the broker only ever calls the market-data methods).
+
+Fill model, deterministic for a given seed and market data:
+- market orders walk the real order book's levels (a buy takes the asks) and pay `slippage_bps` on top of
+  each level's price; what the book's depth cannot fill is cancelled (IOC), giving a partial fill;
+- optionally (`partial_fill_probability`) a seeded draw fills only a fraction in
+  [`min_fill_ratio`, 1) of an order the book could fill, standing for queue position and latency;
+- limit orders fill at their limit price (or better) when the market crosses them, checked on creation and
+  on every `fetch_order` / `poll`; until then they reserve funds;
+- fees are `fee_rate` of the notional, paid in the quote currency.
+Client order ids work as on the exchange: creating an order whose id exists returns that order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from traiding_adapters.errors import InsufficientFunds, InvalidOrder, OrderNotFound
+from traiding_adapters.exchange import (
+    Balance,
+    Fee,
+    MarketData,
+    Order,
+    OrderBook,
+    OrderRequest,
+    OrderStatus,
+    Position,
+)
+
+_EPSILON = 1e-12
+
+
+@dataclass(frozen=True)
+class PaperSettings:
+    fee_rate: float = 0.001
+    slippage_bps: float = 5.0
+    partial_fill_probability: float = 0.0
+    min_fill_ratio: float = 0.3
+    book_depth: int = 100
+    seed: int = 0
+
+
+@dataclass
+class _Account:
+    free: dict[str, float]
+    used: dict[str, float]
+
+
+class PaperBroker:
+    """Simulated orders against real prices (see module doc). Implements `traiding_adapters.exchange.OrderApi`."""
+
+    def __init__(
+        self,
+        market_data: MarketData,
+        initial_balances: dict[str, float],
+        settings: PaperSettings | None = None,
+        *,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self._market = market_data
+        self.settings = settings or PaperSettings()
+        self._rng = random.Random(self.settings.seed)
+        self._clock_ms = clock_ms
+        self._account = _Account(free=dict(initial_balances), used={})
+        self._orders: dict[str, Order] = {}
+        self._reserved: dict[str, tuple[str, float]] = {}  # client order id -> (currency, amount reserved)
+        self._positions: dict[str, Position] = {}
+        self._ids = itertools.count(1)
+
+    # -- OrderApi --------------------------------------------------------------------------------------
+
+    async def fetch_balances(self) -> dict[str, Balance]:
+        currencies = set(self._account.free) | set(self._account.used)
+        return {
+            c: Balance(
+                currency=c,
+                free=self._account.free.get(c, 0.0),
+                used=self._account.used.get(c, 0.0),
+                total=self._account.free.get(c, 0.0) + self._account.used.get(c, 0.0),
+            )
+            for c in sorted(currencies)
+        }
+
+    async def fetch_positions(self) -> dict[str, Position]:
+        return {symbol: p for symbol, p in self._positions.items() if p.amount > _EPSILON}
+
+    async def create_order(self, request: OrderRequest) -> Order:
+        existing = self._orders.get(request.client_order_id)
+        if existing is not None:
+            return existing  # the same id names the same order, as on the exchange
+        if request.amount <= 0:
+            raise InvalidOrder(f"order amount must be positive, got {request.amount}")
+        if request.type == "limit" and (request.price is None or request.price <= 0):
+            raise InvalidOrder("a limit order needs a positive price")
+        base, quote = _split(request.symbol)
+        if request.type == "market":
+            order = await self._fill_market(request, base, quote)
+        else:
+            order = await self._place_limit(request, base, quote)
+        self._orders[request.client_order_id] = order
+        return order
+
+    async def fetch_order(self, symbol: str, *, client_order_id: str) -> Order:
+        order = self._get(symbol, client_order_id)
+        if order.status == "open":
+            order = await self._try_fill_limit(order)
+        return order
+
+    async def cancel_order(self, symbol: str, *, client_order_id: str) -> Order:
+        order = self._get(symbol, client_order_id)
+        if order.status != "open":
+            raise OrderNotFound(f"paper order {client_order_id} is {order.status}, not open: nothing to cancel")
+        self._unreserve(client_order_id)
+        cancelled = order.model_copy(update={"status": "canceled"})
+        self._orders[client_order_id] = cancelled
+        return cancelled
+
+    async def poll(self) -> list[Order]:
+        """Check every open limit order against the current market; returns those that filled."""
+        filled = []
+        for order in list(self._orders.values()):
+            if order.status == "open":
+                updated = await self._try_fill_limit(order)
+                if updated.status == "closed":
+                    filled.append(updated)
+        return filled
+
+    # -- fills -----------------------------------------------------------------------------------------
+
+    async def _fill_market(self, request: OrderRequest, base: str, quote: str) -> Order:
+        book = await self._book(request.symbol)
+        levels = book.asks if request.side == "buy" else book.bids
+        slip = self.settings.slippage_bps / 10_000
+        target = request.amount * self._fill_ratio()
+        filled = 0.0
+        cost = 0.0
+        for price, size in levels:
+            if filled >= target - _EPSILON:
+                break
+            take = min(size, target - filled)
+            fill_price = price * (1 + slip) if request.side == "buy" else price * (1 - slip)
+            filled += take
+            cost += take * fill_price
+        if filled <= _EPSILON:
+            raise InvalidOrder(f"no liquidity in the {request.symbol} order book for a market {request.side}")
+        fee = cost * self.settings.fee_rate
+        self._settle(request, filled, cost, fee)
+        # a market order's unfilled rest is cancelled (IOC), as Binance reports it: EXPIRED
+        status: OrderStatus = "closed" if filled >= request.amount - _EPSILON else "expired"
+        return self._order(request, status=status, filled=filled, cost=cost, fee=fee, quote=quote)
+
+    async def _place_limit(self, request: OrderRequest, base: str, quote: str) -> Order:
+        assert request.price is not None
+        price = request.price
+        if request.side == "buy":
+            need = request.amount * price * (1 + self.settings.fee_rate)
+            self._reserve(request.client_order_id, quote, need)
+        else:
+            self._reserve(request.client_order_id, base, request.amount)
+        order = self._order(request, status="open", filled=0.0, cost=0.0, fee=0.0, quote=quote)
+        return await self._try_fill_limit(order)
+
+    async def _try_fill_limit(self, order: Order) -> Order:
+        if order.type != "limit" or order.price is None:
+            return order
+        ticker = await self._market.fetch_ticker(order.symbol)
+        reference = ticker.ask if order.side == "buy" else ticker.bid
+        reference = reference if reference is not None else ticker.last
+        if reference is None:
+            return order
+        crossed = reference <= order.price if order.side == "buy" else reference >= order.price
+        if not crossed:
+            return order
+        # a resting order fills at its own price; one that was marketable on arrival at the better market
+        fill_price = min(order.price, reference) if order.side == "buy" else max(order.price, reference)
+        amount = order.remaining
+        cost = amount * fill_price
+        fee = cost * self.settings.fee_rate
+        quote = _split(order.symbol)[1]
+        self._unreserve(order.client_order_id or "")
+        request = OrderRequest(
+            symbol=order.symbol,
+            side=order.side,
+            type="limit",
+            amount=amount,
+            price=order.price,
+            client_order_id=order.client_order_id or order.id,
+        )
+        self._settle(request, amount, cost, fee)
+        filled = order.model_copy(
+            update={
+                "status": "closed",
+                "filled": order.filled + amount,
+                "remaining": 0.0,
+                "average": fill_price,
+                "cost": order.cost + cost,
+                "fee": Fee(currency=quote, cost=(order.fee.cost if order.fee else 0.0) + fee),
+            }
+        )
+        if order.client_order_id:
+            self._orders[order.client_order_id] = filled
+        return filled
+
+    # -- bookkeeping -----------------------------------------------------------------------------------
+
+    def _settle(self, request: OrderRequest, amount: float, cost: float, fee: float) -> None:
+        base, quote = _split(request.symbol)
+        free = self._account.free
+        if request.side == "buy":
+            if free.get(quote, 0.0) + _EPSILON < cost + fee:
+                raise InsufficientFunds(
+                    f"paper account has {free.get(quote, 0.0):.8g} {quote} free, the buy needs {cost + fee:.8g}"
+                )
+            free[quote] = free.get(quote, 0.0) - cost - fee
+            free[base] = free.get(base, 0.0) + amount
+            self._add_position(request.symbol, amount, cost / amount)
+        else:
+            if free.get(base, 0.0) + _EPSILON < amount:
+                raise InsufficientFunds(
+                    f"paper account has {free.get(base, 0.0):.8g} {base} free, the sell needs {amount:.8g}"
+                )
+            free[base] = free.get(base, 0.0) - amount
+            free[quote] = free.get(quote, 0.0) + cost - fee
+            self._add_position(request.symbol, -amount, cost / amount)
+
+    def _add_position(self, symbol: str, delta: float, price: float) -> None:
+        current = self._positions.get(symbol, Position(symbol=symbol, amount=0.0, average_entry=0.0))
+        amount = current.amount + delta
+        if delta > 0:
+            average = (current.amount * current.average_entry + delta * price) / amount
+        else:
+            average = current.average_entry if amount > _EPSILON else 0.0
+        self._positions[symbol] = Position(symbol=symbol, amount=max(amount, 0.0), average_entry=average)
+
+    def _reserve(self, client_order_id: str, currency: str, amount: float) -> None:
+        free = self._account.free.get(currency, 0.0)
+        if free + _EPSILON < amount:
+            raise InsufficientFunds(f"paper account has {free:.8g} {currency} free, the order needs {amount:.8g}")
+        self._account.free[currency] = free - amount
+        self._account.used[currency] = self._account.used.get(currency, 0.0) + amount
+        self._reserved[client_order_id] = (currency, amount)
+
+    def _unreserve(self, client_order_id: str) -> None:
+        reserved = self._reserved.pop(client_order_id, None)
+        if reserved is not None:
+            currency, amount = reserved
+            self._account.used[currency] = self._account.used.get(currency, 0.0) - amount
+            self._account.free[currency] = self._account.free.get(currency, 0.0) + amount
+
+    def _fill_ratio(self) -> float:
+        probability = self.settings.partial_fill_probability
+        if probability <= 0:
+            return 1.0
+        if self._rng.random() >= probability:
+            return 1.0
+        return self.settings.min_fill_ratio + (1 - self.settings.min_fill_ratio) * self._rng.random()
+
+    async def _book(self, symbol: str) -> OrderBook:
+        book = await self._market.fetch_order_book(symbol, self.settings.book_depth)
+        if book.asks and book.bids:
+            return book
+        ticker = await self._market.fetch_ticker(symbol)
+        # no book: one deep level at the ticker's prices
+        ask = ticker.ask or ticker.last
+        bid = ticker.bid or ticker.last
+        if ask is None or bid is None:
+            raise InvalidOrder(f"no price for {symbol} on the market data source")
+        deep = float("inf")
+        return OrderBook(symbol=symbol, timestamp=ticker.timestamp, bids=((bid, deep),), asks=((ask, deep),))
+
+    def _order(
+        self, request: OrderRequest, *, status: OrderStatus, filled: float, cost: float, fee: float, quote: str
+    ) -> Order:
+        return Order(
+            id=f"paper-{next(self._ids)}",
+            client_order_id=request.client_order_id,
+            symbol=request.symbol,
+            side=request.side,
+            type=request.type,
+            status=status,
+            amount=request.amount,
+            filled=filled,
+            remaining=max(request.amount - filled, 0.0),
+            price=request.price,
+            average=cost / filled if filled > 0 else None,
+            cost=cost,
+            fee=Fee(currency=quote, cost=fee),
+            timestamp=self._clock_ms(),
+        )
+
+    def _get(self, symbol: str, client_order_id: str) -> Order:
+        order = self._orders.get(client_order_id)
+        if order is None or order.symbol != symbol:
+            raise OrderNotFound(f"paper order {client_order_id} for {symbol} does not exist")
+        return order
+
+
+def _split(symbol: str) -> tuple[str, str]:
+    base, _, quote = symbol.partition("/")
+    if not base or not quote:
+        raise InvalidOrder(f"symbol {symbol!r} must look like BASE/QUOTE, e.g. BTC/USDT")
+    return base, quote.split(":")[0]

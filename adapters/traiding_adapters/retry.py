@@ -1,0 +1,68 @@
+"""Retries with exponential backoff and jitter, for transient errors only, bounded in attempts and time.
+
+Order creation never goes through here: a lost answer to an order is resolved by looking the order up
+(see `orders.py`), never by sending it again blindly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import ccxt.async_support as ccxt
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential_jitter
+
+from traiding_adapters.errors import ExchangeLayerError
+
+T = TypeVar("T")
+
+# ccxt's transient family. InvalidNonce is a NetworkError in ccxt but a clock problem: never retried blindly.
+_CCXT_TRANSIENT = (
+    ccxt.RequestTimeout,
+    ccxt.ExchangeNotAvailable,  # includes OnMaintenance
+    ccxt.DDoSProtection,
+    ccxt.RateLimitExceeded,
+    ccxt.NetworkError,
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    """True for errors that may pass by themselves: network, timeouts, 5xx, rate limits, maintenance."""
+    if isinstance(error, ExchangeLayerError):
+        return error.transient
+    if isinstance(error, ccxt.InvalidNonce):
+        return False
+    return isinstance(error, _CCXT_TRANSIENT)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounds for retrying one read: `attempts` in all, at most `max_total_s` of waiting between them."""
+
+    attempts: int = 4
+    initial_wait_s: float = 0.2
+    max_wait_s: float = 5.0
+    jitter_s: float = 0.2
+    max_total_s: float = 20.0
+
+
+async def call_with_retries(
+    operation: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> T:
+    """`operation()` retried on transient errors per `policy`; the last error is re-raised unchanged."""
+    retrying = AsyncRetrying(
+        retry=retry_if_exception(is_transient),
+        stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.max_total_s),
+        wait=wait_exponential_jitter(initial=policy.initial_wait_s, max=policy.max_wait_s, jitter=policy.jitter_s),
+        reraise=True,
+        sleep=sleep,
+    )
+    async for attempt in retrying:
+        with attempt:
+            return await operation()
+    raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
