@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat VERSION)-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: setup run test lint clean
+.PHONY: setup tools run test lint clean
 
 $(STAMP): pyproject.toml VERSION
 	$(PY) -m venv $(VENV)
@@ -18,12 +18,17 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/traiding run examples/dry-run.yaml --output out/dry-run
 
+# The control plane and the checks' tools (kube-apiserver, etcd, ..., helm, actionlint, promtool),
+# built once per machine into ~/.cache/ai-traiding/bin (see docs/cluster.md).
+tools:
+	scripts/cluster install
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: setup lint
+test: setup tools lint
 	scripts/test
 
 clean:

@@ -204,7 +204,7 @@ class DataCheckGate(SpecModel):
     maxStaleness: str | None = Field(
         default=None,
         pattern=DURATION_PATTERN,
-        description="Largest tolerated age of the newest candle; empty means two timeframes.",
+        description="Largest tolerated age of the newest candle; empty means three timeframes.",
     )
 
 

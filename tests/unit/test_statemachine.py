@@ -124,10 +124,10 @@ def test_backoff_is_capped() -> None:
     assert decision.retry_after == timedelta(seconds=30)
 
 
-def test_a_running_session_stays_and_keeps_its_attempts() -> None:
+def test_progress_of_a_running_session_resets_the_error_count() -> None:
     outcome = Outcome(Phase.TRADING, OutcomeKind.RUNNING, "Trading", "3 trades so far")
     decision = decide(DRY, RunState(Phase.TRADING, NOW, attempts=2), Observations(now=NOW, outcome=outcome))
-    assert (decision.phase, decision.attempts, decision.message) == (Phase.TRADING, 2, "3 trades so far")
+    assert (decision.phase, decision.attempts, decision.message) == (Phase.TRADING, 0, "3 trades so far")
     assert decision.retry_after is not None
 
 

@@ -176,13 +176,8 @@ def decide(settings: RunSettings, state: RunState, seen: Observations) -> Decisi
     if outcome.kind is OutcomeKind.FAILED:
         return _move(state, Phase.FAILED, outcome.reason, outcome.message)
     if outcome.kind is OutcomeKind.RUNNING:
-        return Decision(
-            phase=phase,
-            reason=outcome.reason,
-            message=outcome.message,
-            attempts=state.attempts,
-            retry_after=settings.backoff_base,
-        )
+        # Progress resets the count: attempts measure consecutive transient errors, not a session's age.
+        return Decision(phase=phase, reason=outcome.reason, message=outcome.message, retry_after=settings.backoff_base)
     attempts = state.attempts + 1
     if attempts >= settings.max_attempts:
         return _move(

@@ -1,0 +1,69 @@
+"""One direction of imports: the domain knows nothing of Kubernetes, HTTP, exchanges or the pipeline."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FORBIDDEN_IN_DOMAIN = (
+    "kubernetes",
+    "kopf",
+    "ccxt",
+    "aiohttp",
+    "requests",
+    "traiding_adapters",
+    "traiding_simulator",
+    "traiding_operator",
+    "traiding.pipeline",
+    "asyncio",
+)
+FORBIDDEN_IN_ADAPTERS = ("traiding.pipeline", "traiding_operator", "traiding_simulator", "kubernetes", "kopf")
+FORBIDDEN_IN_SIMULATOR = ("traiding_adapters", "traiding.pipeline", "traiding_operator", "kubernetes", "kopf")
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def violations(folder: Path, forbidden: tuple[str, ...], root: Path = REPO) -> list[str]:
+    found = []
+    for path in sorted(folder.rglob("*.py")):
+        for module in sorted(imported_modules(path)):
+            if any(module == f or module.startswith(f + ".") for f in forbidden):
+                found.append(f"{path.relative_to(root)} imports {module}")
+    return found
+
+
+@pytest.mark.parametrize(
+    ("folder", "forbidden"),
+    [
+        ("traiding/domain", FORBIDDEN_IN_DOMAIN),
+        ("adapters/traiding_adapters", FORBIDDEN_IN_ADAPTERS),
+        ("simulator/traiding_simulator", FORBIDDEN_IN_SIMULATOR),
+    ],
+)
+def test_imports_point_one_way(folder: str, forbidden: tuple[str, ...]) -> None:
+    assert (REPO / folder).is_dir()
+    assert violations(REPO / folder, forbidden) == []
+
+
+def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
+    (tmp_path / "bad.py").write_text("import kubernetes.client\nfrom ccxt import binance\nimport numpy\n")
+    assert violations(tmp_path, FORBIDDEN_IN_DOMAIN, root=tmp_path) == [
+        "bad.py imports ccxt",
+        "bad.py imports kubernetes.client",
+    ]
+
+
+def test_no_package_shadows_the_standard_library_operator_module() -> None:
+    assert not (REPO / "operator" / "__init__.py").exists()

@@ -1,0 +1,71 @@
+"""What every phase works with: the run's identity and spec, the exchange, the order API and the event log."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from traiding_adapters.errors import ExchangeLayerError
+from traiding_adapters.exchange import Exchange, OrderApi
+
+from traiding.domain.candles import CandleCache
+from traiding.domain.statemachine import Outcome, OutcomeKind, Phase
+from traiding.domain.timeframes import timeframe_ms
+from traiding.errors import UserError
+from traiding.pipeline.events import EventLog
+from traiding.resource import Mode, TradingRunSpec
+
+
+@dataclass
+class RunContext:
+    run_name: str
+    run_uid: str
+    spec: TradingRunSpec
+    exchange: Exchange
+    orders: OrderApi  # the paper broker in a dry run, the exchange itself in a live run
+    events: EventLog
+    cache: CandleCache
+    has_credentials: bool
+    market_speed: float = 1.0  # market seconds per wall second (the simulator's replay speed)
+
+    @property
+    def live(self) -> bool:
+        return self.spec.mode is Mode.LIVE
+
+    @property
+    def timeframe(self) -> str:
+        return str(self.spec.market.timeframe)
+
+    @property
+    def timeframe_ms(self) -> int:
+        return timeframe_ms(self.spec.market.timeframe)
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    outcome: Outcome
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+# A phase's work reads and updates the run's checkpoint (plain JSON) in place; the caller persists it
+# after every call, which is what lets a restarted operator continue where it was.
+PhaseWork = Callable[[RunContext, dict[str, Any]], Awaitable[PhaseResult]]
+
+
+def passed(phase: Phase, reason: str, message: str, results: dict[str, Any]) -> PhaseResult:
+    return PhaseResult(Outcome(phase, OutcomeKind.PASSED, reason, message), results)
+
+
+def failed(phase: Phase, reason: str, message: str, results: dict[str, Any] | None = None) -> PhaseResult:
+    return PhaseResult(Outcome(phase, OutcomeKind.FAILED, reason, message), results or {})
+
+
+def outcome_of_error(phase: Phase, error: Exception) -> PhaseResult:
+    """Exchange errors marked transient are retried by the state machine; anything else fails the phase."""
+    if isinstance(error, ExchangeLayerError):
+        kind = OutcomeKind.TRANSIENT if error.transient else OutcomeKind.FAILED
+        return PhaseResult(Outcome(phase, kind, type(error).__name__, str(error)))
+    if isinstance(error, UserError):
+        return PhaseResult(Outcome(phase, OutcomeKind.FAILED, "InvalidInput", str(error)))
+    raise error

@@ -1,0 +1,85 @@
+"""Drive a run to its end in one process (`traiding run`), persisting the status after every step.
+
+The status file is the local stand-in for the object in the cluster: `--resume` continues a run
+from it exactly as a restarted operator continues from the object's status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from traiding.domain.statemachine import TERMINAL, Approval, Phase
+from traiding.pipeline.context import RunContext
+from traiding.pipeline.runner import advance
+from traiding.resource import TradingRunStatus
+
+ORDERED_PHASES = [p.value for p in Phase if p not in TERMINAL]
+
+
+def save_status(path: Path, status: TradingRunStatus) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(status.model_dump(mode="json", exclude_none=True), indent=1))
+    tmp.replace(path)
+
+
+def load_status(path: Path) -> TradingRunStatus:
+    return TradingRunStatus.model_validate_json(path.read_text())
+
+
+class Progress:
+    """One line per phase change, and on a terminal a live line for the phase in progress."""
+
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self._last_phase: str | None = None
+        self._live = False
+
+    def update(self, status: TradingRunStatus) -> None:
+        phase = status.phase
+        message = status.message or ""
+        if phase != self._last_phase:
+            self._end_live()
+            index = ORDERED_PHASES.index(phase) + 1 if phase in ORDERED_PHASES else len(ORDERED_PHASES)
+            print(f"[{index}/{len(ORDERED_PHASES)}] {phase}: {message}", file=self.stream, flush=True)
+            self._last_phase = phase
+        elif self.tty:
+            print(f"\r    {message[:110]:<110}", end="", file=self.stream, flush=True)
+            self._live = True
+
+    def _end_live(self) -> None:
+        if self._live:
+            print(file=self.stream)
+            self._live = False
+
+
+async def drive(
+    ctx: RunContext,
+    status: TradingRunStatus,
+    status_path: Path,
+    *,
+    approval: Approval | None = None,
+    poll_seconds: float = 1.0,
+    progress: Progress | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> TradingRunStatus:
+    """Step the run until it reaches a final phase (or waits for an approval nobody gave)."""
+    progress = progress or Progress()
+    while Phase(status.phase) not in TERMINAL:
+        status, decision = await advance(ctx, status, clock(), approval=approval)
+        save_status(status_path, status)
+        progress.update(status)
+        if decision.phase is Phase.AWAITING_APPROVAL and approval is None:
+            break
+        if decision.phase is Phase.TRADING and decision.retry_after is not None and decision.attempts == 0:
+            await asyncio.sleep(poll_seconds)  # a session in progress: look again when a candle may have closed
+        elif decision.retry_after is not None:
+            await asyncio.sleep(decision.retry_after.total_seconds())
+    progress.update(status)
+    return status

@@ -1,0 +1,179 @@
+"""One step of a run: do the current phase's work, ask the state machine what follows, update the status.
+
+`advance` is the whole contract between the pipeline and its two drivers: `traiding run` calls it in
+a loop in one process; the operator calls it once per reconcile and patches the returned status.
+Everything a later step needs lives in that status (phase records, checkpoint), never in memory.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from traiding.domain.statemachine import (
+    TERMINAL,
+    Approval,
+    Decision,
+    Observations,
+    Outcome,
+    Phase,
+    RunSettings,
+    RunState,
+    decide,
+)
+from traiding.domain.timeframes import duration_timedelta
+from traiding.pipeline.api_check import run_api_check
+from traiding.pipeline.backtest_phase import run_backtest_phase
+from traiding.pipeline.context import PhaseResult, PhaseWork, RunContext, outcome_of_error
+from traiding.pipeline.data_check import run_data_check
+from traiding.pipeline.events import Level
+from traiding.pipeline.reporting import run_reporting
+from traiding.pipeline.session import trading_step
+from traiding.resource import ApprovalRecord, Condition, PhaseRecord, Summary, TradingRunSpec, TradingRunStatus
+
+PHASE_WORK: dict[Phase, PhaseWork] = {
+    Phase.DATA_CHECK: run_data_check,
+    Phase.BACKTEST: run_backtest_phase,
+    Phase.API_CHECK: run_api_check,
+    Phase.TRADING: trading_step,
+    Phase.REPORTING: run_reporting,
+}
+
+# Condition set when a phase passes: `kubectl describe` shows how far the run got.
+PHASE_CONDITIONS: dict[Phase, str] = {
+    Phase.DATA_CHECK: "DataChecked",
+    Phase.BACKTEST: "Backtested",
+    Phase.API_CHECK: "ApiChecked",
+    Phase.AWAITING_APPROVAL: "Approved",
+    Phase.TRADING: "Traded",
+}
+
+
+def settings_of(spec: TradingRunSpec) -> RunSettings:
+    session = duration_timedelta(spec.session.duration)
+    return RunSettings(
+        live=spec.mode.value == "live",
+        phase_timeouts={
+            Phase.DATA_CHECK: timedelta(minutes=15),
+            Phase.BACKTEST: timedelta(minutes=15),
+            Phase.API_CHECK: timedelta(minutes=10),
+            # Session time is market time; on a real exchange that is wall time, plus room for outages.
+            Phase.TRADING: session * 1.1 + timedelta(minutes=15),
+            Phase.REPORTING: timedelta(minutes=10),
+        },
+    )
+
+
+def _set_condition(status: TradingRunStatus, condition: Condition) -> None:
+    kept = [c for c in status.conditions if c.type != condition.type]
+    old = next((c for c in status.conditions if c.type == condition.type), None)
+    if old is not None and old.status == condition.status:
+        condition = condition.model_copy(update={"lastTransitionTime": old.lastTransitionTime})
+    status.conditions = [*kept, condition]
+
+
+async def run_phase_work(ctx: RunContext, phase: Phase, checkpoint: dict[str, Any]) -> PhaseResult | None:
+    work = PHASE_WORK.get(phase)
+    if work is None:
+        return None
+    try:
+        return await work(ctx, checkpoint)
+    except Exception as error:  # exchange and input errors become outcomes; bugs propagate
+        return outcome_of_error(phase, error)
+
+
+async def advance(
+    ctx: RunContext,
+    status: TradingRunStatus,
+    now: datetime,
+    *,
+    cancel_requested: bool = False,
+    approval: Approval | None = None,
+    generation: int | None = None,
+) -> tuple[TradingRunStatus, Decision]:
+    """Run one step and return the new status (a copy) and the decision taken."""
+    status = status.model_copy(deep=True)
+    status.observedGeneration = generation
+    phase = Phase(status.phase)
+    if phase in TERMINAL:
+        raise ValueError(f"run is already {phase}")
+    if status.startedAt is None:
+        status.startedAt = now
+    record = status.phases.get(phase)
+    outcome: Outcome | None = None
+    if not cancel_requested:
+        if record is None or record.startedAt is None:
+            record = PhaseRecord(state="Running", startedAt=now)
+            status.phases[phase] = record
+        result = await run_phase_work(ctx, phase, status.checkpoint)
+        if result is not None:
+            outcome = result.outcome
+            record.results = result.results
+            if "summary" in result.results:
+                status.summary = Summary.model_validate(result.results["summary"])
+
+    state = RunState(phase, record.startedAt if record else None, record.attempts if record else 0)
+    decision = decide(settings_of(ctx.spec), state, Observations(now, outcome, cancel_requested, approval))
+    _apply(ctx, status=status, phase=phase, decision=decision, now=now, approval=approval)
+    return status, decision
+
+
+def _apply(
+    ctx: RunContext,
+    *,
+    status: TradingRunStatus,
+    phase: Phase,
+    decision: Decision,
+    now: datetime,
+    approval: Approval | None,
+) -> None:
+    record = status.phases.get(phase)
+    if record is not None:
+        record.attempts = decision.attempts
+        record.message = decision.message
+    status.reason, status.message = decision.reason, decision.message
+    if decision.phase is phase:
+        return
+
+    if record is not None:
+        record.finishedAt = now
+        record.state = {Phase.FAILED: "Failed", Phase.CANCELLED: "Cancelled"}.get(decision.phase, "Passed")  # type: ignore[assignment]
+        condition_type = PHASE_CONDITIONS.get(phase)
+        if condition_type is not None:
+            ok = record.state == "Passed"
+            _set_condition(
+                status,
+                Condition(
+                    type=condition_type,
+                    status="True" if ok else "False",
+                    reason=decision.reason,
+                    message=decision.message,
+                    lastTransitionTime=now,
+                    observedGeneration=status.observedGeneration,
+                ),
+            )
+    if phase is Phase.AWAITING_APPROVAL and decision.phase is Phase.TRADING and approval is not None:
+        status.approval = ApprovalRecord(
+            approvedBy=approval.approved_by, approvedAt=approval.approved_at, expiresAt=approval.expires_at
+        )
+    status.phase = decision.phase.value
+    level = "error" if decision.phase is Phase.FAILED else "info"
+    ctx.events.emit(
+        str(decision.phase), "PhaseChanged", f"{phase} -> {decision.phase}: {decision.message}", level=level
+    )
+    if decision.final:
+        status.finishedAt = now
+        succeeded = decision.phase is Phase.SUCCEEDED
+        _set_condition(
+            status,
+            Condition(
+                type="Ready",
+                status="True" if succeeded else "False",
+                reason=decision.reason,
+                message=decision.message,
+                lastTransitionTime=now,
+                observedGeneration=status.observedGeneration,
+            ),
+        )
+    else:
+        status.phases[decision.phase] = PhaseRecord(state="Running", startedAt=now)

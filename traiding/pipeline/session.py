@@ -1,0 +1,354 @@
+"""The Trading phase: the strategy on live candles, orders through the order API, risk limits enforced.
+
+The session is a sequence of `step` calls, each one processing the candles that closed since the
+last one and returning the new checkpoint. The checkpoint is plain JSON kept by the caller (the
+run's status in the cluster, a file locally), so a restarted operator continues where it was:
+- an order's client order id comes from the run's uid and a sequence number that is saved
+  *before* the order is sent, so a resend after a crash reuses the id and cannot double-trade;
+- an order whose answer was lost is resolved by looking its client order id up, never resent blindly.
+
+Semantics match the backtester's: a signal on a candle's close acts at the next price (the market
+order goes out as soon as the candle has closed); the stop loss is checked against each closed
+candle's low and exits at the market. Session time is market time (candle open times), so a
+replayed market at 300x runs a 12h session in 144 s and a real exchange in 12 h.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from traiding_adapters.client_ids import client_order_id
+from traiding_adapters.errors import ExchangeLayerError, OrderNotFound, OrderOutcomeUnknown
+from traiding_adapters.exchange import Market, Order, OrderRequest
+
+from traiding.domain import risk
+from traiding.domain.candles import Candles
+from traiding.domain.statemachine import Outcome, OutcomeKind, Phase
+from traiding.domain.strategies import Strategy, get_strategy
+from traiding.domain.timeframes import duration_ms
+from traiding.pipeline.context import PhaseResult, RunContext, outcome_of_error
+from traiding.pipeline.history import market_now_ms
+
+MAX_POINTS = 600  # equity/price points kept in the checkpoint for the report
+MAX_TRADES = 500  # closed trades kept in the checkpoint (the event log has all of them)
+DEGRADED_STEPS = 3  # after a failed step, this many steps open no new positions
+
+
+@dataclass
+class Position:
+    amount: float = 0.0
+    entry_price: float = 0.0
+    entry_time: int = 0
+    stop: float | None = None
+
+
+def limits_of(ctx: RunContext) -> risk.RiskLimits:
+    r = ctx.spec.risk
+    return risk.RiskLimits(r.maxPositionFraction, r.stopLossPct, r.dailyLossLimitPct, r.maxDrawdownPct)
+
+
+def strategy_of(ctx: RunContext) -> Strategy:
+    return get_strategy(ctx.spec.strategy.name, ctx.spec.strategy.params)
+
+
+def _append_capped(points: list[Any], item: Any, cap: int) -> None:
+    points.append(item)
+    if len(points) > cap:
+        del points[::2]  # thin out evenly; the curve keeps its shape
+
+
+class TradingSession:
+    def __init__(self, ctx: RunContext, checkpoint: dict[str, Any]) -> None:
+        self.ctx = ctx
+        self.cp: dict[str, Any] = checkpoint.setdefault("session", {})
+        self.limits = limits_of(ctx)
+        self.strategy = strategy_of(ctx)
+        self.tf = ctx.timeframe_ms
+        self.window = max(self.strategy.warmup * 2, self.strategy.warmup + 3, 10)
+        self.markets: dict[str, Market] = {}
+
+    # --- checkpoint accessors -------------------------------------------------------------------
+    def _position(self, symbol: str) -> Position:
+        raw = self.cp["positions"].get(symbol)
+        return Position(**raw) if raw else Position()
+
+    def _set_position(self, symbol: str, position: Position) -> None:
+        self.cp["positions"][symbol] = position.__dict__.copy()
+
+    def _risk(self) -> risk.RiskState:
+        return risk.RiskState.from_dict(self.cp["risk"])
+
+    # --- the step -------------------------------------------------------------------------------
+    async def step(self) -> PhaseResult:
+        try:
+            if not self.markets:
+                self.markets = await self.ctx.exchange.load_markets()
+            if "started_ms" not in self.cp:
+                await self._start()
+            await self._resolve_pending()
+            done = await self._process_new_candles()
+            self.cp["degraded_steps"] = max(0, int(self.cp.get("degraded_steps", 0)) - 1)
+        except ExchangeLayerError as error:
+            self.cp["degraded_steps"] = DEGRADED_STEPS
+            self.cp["errors"] = int(self.cp.get("errors", 0)) + 1
+            result = outcome_of_error(Phase.TRADING, error)
+            self.ctx.events.emit(
+                "Trading", "ExchangeError", str(error), level="warning", metrics={"errors": self.cp["errors"]}
+            )
+            return PhaseResult(result.outcome, self._results())
+        if done:
+            await self._close_all("session_end")
+            reason = self._risk().kill_reason if self._risk().killed else "session finished"
+            return PhaseResult(Outcome(Phase.TRADING, OutcomeKind.PASSED, "SessionEnded", reason), self._results())
+        return PhaseResult(Outcome(Phase.TRADING, OutcomeKind.RUNNING, "Trading", self._progress()), self._results())
+
+    async def _start(self) -> None:
+        equity = await self._equity({})
+        now = await market_now_ms(self.ctx)
+        self.cp.update(
+            started_ms=now,
+            ends_ms=now + duration_ms(self.ctx.spec.session.duration),
+            initial_equity=equity,
+            positions={},
+            last_closed={},
+            seq=0,
+            pending=None,
+            trades=[],
+            equity=[[now, equity]],
+            prices={s: [] for s in self.ctx.spec.market.symbols},
+            risk=risk.RiskState.start(equity, now).to_dict(),
+            degraded_steps=0,
+            errors=0,
+            last_prices={},
+        )
+        self.ctx.events.emit(
+            "Trading",
+            "SessionStarted",
+            f"{self.ctx.spec.mode} session of {self.ctx.spec.session.duration} started with equity {equity:.2f}",
+            metrics={"equity": equity},
+        )
+
+    async def _closed_candles(self, symbol: str) -> Candles:
+        last = self.cp["last_closed"].get(symbol)
+        since = (self.cp["started_ms"] - self.window * self.tf) if last is None else last - self.window * self.tf
+        candles = await self.ctx.exchange.fetch_ohlcv(symbol, self.ctx.timeframe, since, since + 1000 * self.tf)
+        # The newest candle is still forming: it is acted on once the next one exists.
+        return candles.slice(0, max(len(candles) - 1, 0))
+
+    async def _process_new_candles(self) -> bool:
+        for symbol in self.ctx.spec.market.symbols:
+            candles = await self._closed_candles(symbol)
+            if len(candles) == 0:
+                continue
+            last = self.cp["last_closed"].get(symbol)
+            new_from = 0 if last is None else int(np.searchsorted(candles.time, last, side="right"))
+            if last is None:
+                # The first step only learns the history; trading starts with the next closed candle.
+                new_from = len(candles)
+                self.cp["last_closed"][symbol] = int(candles.time[-1])
+                self.cp["last_prices"][symbol] = float(candles.close[-1])
+            for index in range(new_from, len(candles)):
+                await self._on_candle(symbol, candles, index)
+                if self._risk().killed:
+                    return True
+        ends = self.cp["ends_ms"]
+        return all(self.cp["last_closed"].get(s, -math.inf) + self.tf >= ends for s in self.ctx.spec.market.symbols)
+
+    async def _on_candle(self, symbol: str, candles: Candles, index: int) -> None:
+        time = int(candles.time[index])
+        close = float(candles.close[index])
+        self.cp["last_closed"][symbol] = time
+        self.cp["last_prices"][symbol] = close
+        _append_capped(self.cp["prices"].setdefault(symbol, []), [time, close], MAX_POINTS)
+        if time + self.tf > self.cp["ends_ms"]:
+            return
+        window = candles.slice(max(0, index + 1 - self.window), index + 1)
+        signals = self.strategy.signals(window)
+        position = self._position(symbol)
+        if position.amount > 0:
+            if position.stop is not None and float(candles.low[index]) <= position.stop:
+                await self._sell(symbol, position, "stop_loss", time)
+            elif bool(signals.exits[-1]):
+                await self._sell(symbol, position, "signal", time)
+        elif bool(signals.entries[-1]):
+            await self._buy(symbol, time)
+        equity = await self._equity(self.cp["last_prices"])
+        _append_capped(self.cp["equity"], [time + self.tf, equity], MAX_POINTS)
+        state = risk.observe_equity(self.limits, self._risk(), equity, time + self.tf)
+        if state.killed and not self._risk().killed:
+            self.ctx.events.emit("Trading", "KillSwitch", state.kill_reason, level="error", metrics={"equity": equity})
+            self.cp["risk"] = state.to_dict()
+            await self._close_all("kill_switch")
+        self.cp["risk"] = state.to_dict()
+
+    # --- orders ---------------------------------------------------------------------------------
+    def _next_client_id(self) -> str:
+        sequence = int(self.cp["seq"])
+        self.cp["seq"] = sequence + 1
+        return client_order_id(self.ctx.run_uid, sequence)
+
+    async def _buy(self, symbol: str, time: int) -> None:
+        equity = await self._equity(self.cp["last_prices"])
+        blocked = risk.entry_block_reason(self.limits, self._risk(), equity)
+        if blocked is None and int(self.cp.get("degraded_steps", 0)) > 0:
+            blocked = "exchange degraded (recent errors): no new positions until it recovers"
+        if blocked:
+            self.ctx.events.emit("Trading", "EntrySkipped", f"{symbol}: {blocked}", level="warning")
+            return
+        market = self.markets[symbol]
+        balances = await self.ctx.orders.fetch_balances()
+        free = balances[market.quote].free if market.quote in balances else 0.0
+        budget = risk.position_budget(self.limits, equity, free)
+        price = float(self.cp["last_prices"][symbol])
+        fee = self.ctx.spec.costs.feeRate
+        amount = market.round_amount(budget / (price * (1 + fee) * (1 + self.ctx.spec.costs.slippagePct / 100)))
+        problems = market.violations(amount, price)
+        if amount <= 0 or problems:
+            reason = "; ".join(problems) or "no free capital"
+            self.ctx.events.emit("Trading", "EntrySkipped", f"{symbol}: {reason}", level="warning")
+            return
+        order = await self._send(
+            OrderRequest(symbol=symbol, side="buy", type="market", amount=amount, client_order_id="")
+        )
+        if order is not None and order.filled > 0:
+            self._apply_fill(symbol, order, time, "entry")
+
+    async def _sell(self, symbol: str, position: Position, reason: str, time: int) -> None:
+        market = self.markets[symbol]
+        amount = market.round_amount(position.amount)
+        if amount <= 0:
+            self._set_position(symbol, Position())
+            return
+        order = await self._send(
+            OrderRequest(symbol=symbol, side="sell", type="market", amount=amount, client_order_id=""), reason
+        )
+        if order is not None and order.filled > 0:
+            self._apply_fill(symbol, order, time, reason)
+
+    async def _send(self, request: OrderRequest, reason: str = "entry") -> Order | None:
+        request = request.model_copy(update={"client_order_id": self._next_client_id()})
+        # Saved before sending: a crash from here on resolves the order by this id, never resends blindly.
+        self.cp["pending"] = {**request.model_dump(), "reason": reason}
+        try:
+            order = await self.ctx.orders.create_order(request)
+        except ExchangeLayerError as error:
+            if error.transient or isinstance(error, OrderOutcomeUnknown):
+                raise  # stays pending: the next step looks the order up by its client order id
+            self.cp["pending"] = None
+            self.ctx.events.emit(
+                "Trading", "OrderRejected", f"{request.side} {request.symbol}: {error}", level="warning"
+            )
+            return None
+        self.cp["pending"] = None
+        return order
+
+    async def _resolve_pending(self) -> None:
+        pending = self.cp.get("pending")
+        if not pending:
+            return
+        try:
+            order = await self.ctx.orders.fetch_order(pending["symbol"], client_order_id=pending["client_order_id"])
+        except OrderNotFound:
+            self.ctx.events.emit(
+                "Trading",
+                "OrderNotPlaced",
+                f"order {pending['client_order_id']} never reached the exchange; the signal is dropped",
+                level="warning",
+            )
+            self.cp["pending"] = None
+            return
+        self.cp["pending"] = None
+        if order.filled > 0:
+            self._apply_fill(order.symbol, order, int(self.cp["last_closed"].get(order.symbol, 0)), pending["reason"])
+
+    def _apply_fill(self, symbol: str, order: Order, time: int, reason: str) -> None:
+        price = order.average or order.price or float(self.cp["last_prices"][symbol])
+        position = self._position(symbol)
+        side: Literal["buy", "sell"] = order.side
+        if side == "buy":
+            amount = position.amount + order.filled
+            entry = (position.amount * position.entry_price + order.filled * price) / amount
+            self._set_position(symbol, Position(amount, entry, time, risk.stop_price(self.limits, entry)))
+            message = f"bought {order.filled:g} {symbol} at {price:.8g} ({order.client_order_id})"
+        else:
+            fee_rate = self.ctx.spec.costs.feeRate
+            pnl = order.filled * (price * (1 - fee_rate) - position.entry_price * (1 + fee_rate))
+            trade = {
+                "symbol": symbol,
+                "entry_time": position.entry_time,
+                "exit_time": time,
+                "entry_price": position.entry_price,
+                "exit_price": price,
+                "amount": order.filled,
+                "pnl": pnl,
+                "reason": reason,
+            }
+            _append_capped(self.cp["trades"], trade, MAX_TRADES)
+            self.cp["closed_trades"] = int(self.cp.get("closed_trades", 0)) + 1
+            self.cp["wins"] = int(self.cp.get("wins", 0)) + (1 if pnl > 0 else 0)
+            self.cp["losses"] = int(self.cp.get("losses", 0)) + (1 if pnl < 0 else 0)
+            remaining = max(position.amount - order.filled, 0.0)
+            step = self.markets[symbol].step_size or 0.0
+            self._set_position(
+                symbol,
+                Position()
+                if remaining <= step
+                else Position(remaining, position.entry_price, position.entry_time, position.stop),
+            )
+            message = f"sold {order.filled:g} {symbol} at {price:.8g} ({reason}), pnl {pnl:+.2f}"
+        self.ctx.events.emit(
+            "Trading",
+            "OrderFilled",
+            message,
+            metrics={
+                "symbol": symbol,
+                "side": side,
+                "price": price,
+                "amount": order.filled,
+                "status": order.status,
+                "client_order_id": order.client_order_id,
+            },
+        )
+
+    async def _close_all(self, reason: str) -> None:
+        for symbol in self.ctx.spec.market.symbols:
+            position = self._position(symbol)
+            if position.amount > 0:
+                await self._sell(symbol, position, reason, int(self.cp["last_closed"].get(symbol, 0)))
+
+    # --- numbers --------------------------------------------------------------------------------
+    async def _equity(self, prices: dict[str, float]) -> float:
+        balances = await self.ctx.orders.fetch_balances()
+        quote = self.ctx.spec.capital.currency
+        equity = balances[quote].total if quote in balances else 0.0
+        for symbol in self.ctx.spec.market.symbols:
+            base = symbol.split("/")[0]
+            if base in balances and symbol in prices:
+                equity += balances[base].total * prices[symbol]
+        return float(equity)
+
+    def _progress(self) -> str:
+        done = max(self.cp["last_closed"].get(s, self.cp["started_ms"]) for s in self.ctx.spec.market.symbols)
+        total = max(self.cp["ends_ms"] - self.cp["started_ms"], 1)
+        pct = min(100.0, max(0.0, (done + self.tf - self.cp["started_ms"]) / total * 100))
+        equity = self.cp["equity"][-1][1] if self.cp["equity"] else 0.0
+        return f"{pct:.0f}% of the session, equity {equity:.2f}, {self.cp.get('closed_trades', 0)} trades"
+
+    def _results(self) -> dict[str, Any]:
+        if "started_ms" not in self.cp:
+            return {}
+        equity = self.cp["equity"][-1][1] if self.cp["equity"] else self.cp["initial_equity"]
+        return {
+            "equity": equity,
+            "trades": int(self.cp.get("closed_trades", 0)),
+            "openPositions": sum(1 for p in self.cp["positions"].values() if p["amount"] > 0),
+            "killSwitch": self._risk().killed,
+            "errors": int(self.cp.get("errors", 0)),
+        }
+
+
+async def trading_step(ctx: RunContext, checkpoint: dict[str, Any]) -> PhaseResult:
+    return await TradingSession(ctx, checkpoint).step()

@@ -1,0 +1,187 @@
+"""`traiding run RUN.yaml`: every phase of a TradingRun in one process, with the operator's phase code.
+
+Writes into the output folder: `events.jsonl` (one event per line), `status.json` (the run's status,
+which `--resume` continues from), `summary.json` and `report.html`. Exits 0 when the run succeeded,
+1 when a gate or the exchange stopped it (the reason is printed), 2 for a user error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import io
+import json
+import os
+import sys
+import uuid
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+from traiding_adapters.connection import Credentials
+from traiding_adapters.hub import ExchangeHub
+from traiding_adapters.paper import PaperBroker, PaperSettings
+from traiding_simulator import client_urls, run_simulator
+from traiding_simulator.config import ApiKeyConfig, DataSource, SimulatorConfig
+
+from traiding.domain.candles import CandleCache
+from traiding.domain.statemachine import Approval, Phase
+from traiding.domain.timeframes import duration_timedelta
+from traiding.errors import UserError
+from traiding.manifest import load_manifest
+from traiding.pipeline.context import RunContext
+from traiding.pipeline.events import EventLog, JsonlSink
+from traiding.pipeline.local import Progress, drive, load_status, save_status
+from traiding.pipeline.report_files import write_report_files
+from traiding.resource import Mode, SimulatorSpec, TradingRun, TradingRunStatus
+
+API_KEY_ENV, API_SECRET_ENV = "TRAIDING_API_KEY", "TRAIDING_API_SECRET"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("manifest", type=Path, help="TradingRun manifest (YAML)")
+    parser.add_argument("--output", "-o", type=Path, help="output folder (default: runs/<run name>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run from the output folder's status")
+    parser.add_argument(
+        "--approve-live",
+        action="store_true",
+        help="record your approval of a live run (by the local user, valid for the run's approval.ttl)",
+    )
+    parser.add_argument("--cache", type=Path, help="candle cache folder (default: ~/.cache/ai-traiding/candles)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+
+
+def _credentials(run: TradingRun) -> Credentials | None:
+    ref = run.spec.exchange.credentialsSecretRef
+    key, secret = os.environ.get(API_KEY_ENV), os.environ.get(API_SECRET_ENV)
+    if ref is None and not key:
+        return None
+    if not key or not secret:
+        raise UserError(
+            f"the run names credentials (Secret {ref.name if ref else '?'}); locally they come from the "
+            f"environment: set {API_KEY_ENV} and {API_SECRET_ENV}"
+        )
+    return Credentials(api_key=key, secret=secret, source=f"${API_KEY_ENV}/${API_SECRET_ENV}")
+
+
+def _simulator_config(sim: SimulatorSpec, manifest_dir: Path) -> SimulatorConfig:
+    sources: list[DataSource] = []
+    if sim.data:
+        path = (manifest_dir / sim.data).resolve()
+        if path.exists():
+            sources.append(DataSource(path=path))
+        else:
+            print(f"note: simulator data {path} not found; using a seeded synthetic market", file=sys.stderr)
+    keys = []
+    key, secret = os.environ.get(API_KEY_ENV), os.environ.get(API_SECRET_ENV)
+    if key and secret:
+        keys.append(ApiKeyConfig(key=key, secret=SecretStr(secret)))
+    return SimulatorConfig(data=sources, speed=sim.speed, seed=sim.seed, keys=keys, log_requests=False)
+
+
+def _prepare_output(args: argparse.Namespace, run: TradingRun) -> tuple[Path, TradingRunStatus]:
+    output: Path = args.output or Path("runs") / run.metadata.name
+    output.mkdir(parents=True, exist_ok=True)
+    status_path = output / "status.json"
+    if args.resume and status_path.exists():
+        return output, load_status(status_path)
+    if args.resume:
+        raise UserError(f"nothing to resume: {status_path} does not exist")
+    for stale in ("events.jsonl", "summary.json", "report.html", "status.json"):
+        (output / stale).unlink(missing_ok=True)
+    return output, TradingRunStatus(checkpoint={"runUid": uuid.uuid4().hex[:12]})
+
+
+async def _run(args: argparse.Namespace, run: TradingRun, output: Path, status: TradingRunStatus) -> TradingRunStatus:
+    status_path = output / "status.json"
+    run_uid = str(status.checkpoint["runUid"])
+    spec = run.spec
+    credentials = _credentials(run)
+    sink = JsonlSink(output / "events.jsonl")
+    events = EventLog(run.metadata.name, [sink])
+    hub = ExchangeHub()
+    async with AsyncExitStack() as stack:
+        urls = None
+        speed = 1.0
+        if spec.exchange.simulator is not None:
+            speed = spec.exchange.simulator.speed
+            base_url = spec.exchange.simulator.url
+            if base_url is None:
+                sim = await stack.enter_async_context(
+                    run_simulator(_simulator_config(spec.exchange.simulator, args.manifest.resolve().parent))
+                )
+                base_url = sim.base_url
+                events.emit("Pending", "SimulatorStarted", f"exchange simulator on {base_url} at {speed:g}x")
+            urls = client_urls(base_url)
+        exchange = hub.get(spec.exchange.id, credentials, urls)
+        stack.push_async_callback(hub.close)
+        stack.push_async_callback(exchange.close)
+        orders: Any = exchange
+        if spec.mode is Mode.DRY_RUN:
+            base_ccy = {s.split("/")[0]: 0.0 for s in spec.market.symbols}
+            orders = PaperBroker(
+                exchange,
+                {spec.capital.currency: spec.capital.initial, **base_ccy},
+                PaperSettings(fee_rate=spec.costs.feeRate, slippage_bps=spec.costs.slippagePct * 100),
+            )
+        ctx = RunContext(
+            run_name=run.metadata.name,
+            run_uid=run_uid,
+            spec=spec,
+            exchange=exchange,
+            orders=orders,
+            events=events,
+            cache=_cache(args),
+            has_credentials=credentials is not None,
+            market_speed=speed,
+        )
+        approval = None
+        if args.approve_live:
+            now = datetime.now(UTC)
+            approval = Approval(getpass.getuser(), now, now + duration_timedelta(spec.approval.ttl))
+        poll = max(0.2, min(30.0, ctx.timeframe_ms / 1000 / speed / 2))
+        status = await drive(
+            ctx,
+            status,
+            status_path,
+            approval=approval,
+            poll_seconds=poll,
+            progress=Progress(io.StringIO()) if args.quiet else Progress(),
+        )
+    sink.close()
+    return status
+
+
+def _exit_code(status: TradingRunStatus, output: Path) -> int:
+    phase = Phase(status.phase)
+    if phase is Phase.SUCCEEDED:
+        summary = status.summary
+        roi = f", ROI {summary.roiPct:+.2f}%" if summary and summary.roiPct is not None else ""
+        print(f"Succeeded{roi}. Report: {output / 'report.html'}", file=sys.stderr)
+        return 0
+    if phase is Phase.AWAITING_APPROVAL:
+        print(
+            "AwaitingApproval: live runs need an explicit approval; run again with --resume --approve-live",
+            file=sys.stderr,
+        )
+        return 3
+    failed_phase = next((name for name, rec in status.phases.items() if rec.state in ("Failed", "Cancelled")), "?")
+    print(f"{phase} in {failed_phase}: {status.reason}: {status.message}", file=sys.stderr)
+    print(json.dumps({"phase": phase.value, "reason": status.reason, "message": status.message}), file=sys.stdout)
+    return 1
+
+
+def run(args: argparse.Namespace) -> int:
+    manifest = load_manifest(args.manifest)
+    output, status = _prepare_output(args, manifest)
+    status = asyncio.run(_run(args, manifest, output, status))
+    save_status(output / "status.json", status)
+    write_report_files(output, manifest, status, _cache(args))
+    return _exit_code(status, output)
+
+
+def _cache(args: argparse.Namespace) -> CandleCache:
+    return CandleCache(args.cache or Path.home() / ".cache" / "ai-traiding" / "candles")
