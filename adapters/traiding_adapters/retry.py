@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import ccxt.async_support as ccxt
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+    wait_random,
+)
 
 from traiding_adapters.errors import ExchangeLayerError
 
@@ -58,7 +65,9 @@ async def call_with_retries(
     retrying = AsyncRetrying(
         retry=retry_if_exception(is_transient),
         stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.max_total_s),
-        wait=wait_exponential_jitter(initial=policy.initial_wait_s, max=policy.max_wait_s, jitter=policy.jitter_s),
+        # tenacity's wait_exponential_jitter changed its parameters across versions; this sum is the same
+        wait=wait_exponential(multiplier=policy.initial_wait_s, max=policy.max_wait_s)
+        + wait_random(0, policy.jitter_s),
         reraise=True,
         sleep=sleep,
     )

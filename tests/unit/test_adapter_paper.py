@@ -1,0 +1,151 @@
+"""The paper broker: fills against (fake) real prices with fees, slippage, partial fills; deterministic."""
+
+from __future__ import annotations
+
+import pytest
+from traiding_adapters.client_ids import client_order_id
+from traiding_adapters.errors import InsufficientFunds, InvalidOrder, OrderNotFound
+from traiding_adapters.exchange import OrderBook, OrderRequest, Ticker
+from traiding_adapters.paper import PaperBroker, PaperSettings
+
+
+class FakeMarket:
+    """Market data as the exchange would give it; the test moves the price."""
+
+    def __init__(self) -> None:
+        self.bid = 99.0
+        self.ask = 101.0
+        self.depth = 1.0  # amount per level
+        self.calls = 0
+
+    async def fetch_ticker(self, symbol: str) -> Ticker:
+        self.calls += 1
+        return Ticker(symbol=symbol, timestamp=0, bid=self.bid, ask=self.ask, last=(self.bid + self.ask) / 2)
+
+    async def fetch_order_book(self, symbol: str, limit: int = 100) -> OrderBook:
+        self.calls += 1
+        bids = tuple((self.bid - i, self.depth) for i in range(3))
+        asks = tuple((self.ask + i, self.depth) for i in range(3))
+        return OrderBook(symbol=symbol, timestamp=0, bids=bids, asks=asks)
+
+
+def market_order(side: str, amount: float, seq: int) -> OrderRequest:
+    return OrderRequest(
+        symbol="BTC/USDT",
+        side=side,
+        type="market",
+        amount=amount,
+        client_order_id=client_order_id("run-1", seq),
+    )
+
+
+def broker(market: FakeMarket, **settings: float) -> PaperBroker:
+    return PaperBroker(market, {"USDT": 10_000.0}, PaperSettings(**settings), clock_ms=lambda: 0)  # type: ignore[arg-type]
+
+
+async def test_market_buy_pays_price_slippage_and_fee() -> None:
+    market = FakeMarket()
+    paper = broker(market, fee_rate=0.001, slippage_bps=10)
+    order = await paper.create_order(market_order("buy", 0.5, 0))
+    expected_price = 101.0 * 1.001
+    assert order.status == "closed"
+    assert order.filled == pytest.approx(0.5)
+    assert order.average == pytest.approx(expected_price)
+    assert order.fee is not None
+    assert order.fee.cost == pytest.approx(0.5 * expected_price * 0.001)
+    balances = await paper.fetch_balances()
+    assert balances["BTC"].free == pytest.approx(0.5)
+    assert balances["USDT"].free == pytest.approx(10_000 - 0.5 * expected_price * 1.001)
+    positions = await paper.fetch_positions()
+    assert positions["BTC/USDT"].amount == pytest.approx(0.5)
+    assert positions["BTC/USDT"].average_entry == pytest.approx(expected_price)
+
+
+async def test_market_order_walks_the_book_and_partially_fills_beyond_its_depth() -> None:
+    market = FakeMarket()
+    paper = broker(market, fee_rate=0.0, slippage_bps=0)
+    order = await paper.create_order(market_order("buy", 5.0, 0))  # the book holds 3 x 1.0
+    assert order.status == "expired"
+    assert order.filled == pytest.approx(3.0)
+    assert order.remaining == pytest.approx(2.0)
+    assert order.average == pytest.approx((101 + 102 + 103) / 3)
+
+
+async def test_sell_round_trip_realises_the_spread_and_fees() -> None:
+    market = FakeMarket()
+    paper = broker(market, fee_rate=0.001, slippage_bps=0)
+    await paper.create_order(market_order("buy", 1.0, 0))
+    await paper.create_order(market_order("sell", 1.0, 1))
+    balances = await paper.fetch_balances()
+    assert balances["BTC"].free == pytest.approx(0.0)
+    assert balances["USDT"].free == pytest.approx(10_000 - 101 * 1.001 + 99 * 0.999)
+    assert await paper.fetch_positions() == {}
+
+
+async def test_seeded_partial_fills_are_deterministic() -> None:
+    async def run(seed: int) -> list[float]:
+        paper = broker(FakeMarket(), partial_fill_probability=0.5, min_fill_ratio=0.2, seed=seed)
+        return [(await paper.create_order(market_order("buy", 0.5, i))).filled for i in range(20)]
+
+    first = await run(42)
+    assert first == await run(42)
+    assert first != await run(43)
+    assert any(f < 0.5 for f in first)
+    assert any(f == pytest.approx(0.5) for f in first)
+    assert all(0.1 - 1e-12 <= f <= 0.5 for f in first)
+
+
+async def test_same_client_order_id_returns_the_same_order() -> None:
+    paper = broker(FakeMarket())
+    first = await paper.create_order(market_order("buy", 0.1, 7))
+    again = await paper.create_order(market_order("buy", 0.1, 7))
+    assert again == first
+    assert (await paper.fetch_balances())["BTC"].free == pytest.approx(0.1)
+
+
+async def test_limit_order_rests_reserves_funds_and_fills_when_the_market_crosses() -> None:
+    market = FakeMarket()
+    paper = broker(market, fee_rate=0.001)
+    request = OrderRequest(symbol="BTC/USDT", side="buy", type="limit", amount=1.0, price=95.0, client_order_id="lim-1")
+    order = await paper.create_order(request)
+    assert order.status == "open"
+    balances = await paper.fetch_balances()
+    assert balances["USDT"].used == pytest.approx(95.0 * 1.001)
+    market.bid, market.ask = 93.0, 94.0
+    filled = await paper.fetch_order("BTC/USDT", client_order_id="lim-1")
+    assert filled.status == "closed"
+    assert filled.average == pytest.approx(94.0)  # the market crossed below the limit
+    balances = await paper.fetch_balances()
+    assert balances["USDT"].used == pytest.approx(0.0)
+    assert balances["USDT"].free == pytest.approx(10_000 - 94.0 * 1.001)
+
+
+async def test_cancel_releases_the_reservation() -> None:
+    paper = broker(FakeMarket())
+    request = OrderRequest(symbol="BTC/USDT", side="buy", type="limit", amount=1.0, price=50.0, client_order_id="lim-2")
+    await paper.create_order(request)
+    cancelled = await paper.cancel_order("BTC/USDT", client_order_id="lim-2")
+    assert cancelled.status == "canceled"
+    balances = await paper.fetch_balances()
+    assert balances["USDT"].free == pytest.approx(10_000)
+    with pytest.raises(OrderNotFound):
+        await paper.cancel_order("BTC/USDT", client_order_id="lim-2")
+
+
+async def test_insufficient_funds() -> None:
+    paper = broker(FakeMarket())
+    too_big = OrderRequest(symbol="BTC/USDT", side="buy", type="limit", amount=1000, price=100.0, client_order_id="x-1")
+    with pytest.raises(InsufficientFunds, match="USDT"):
+        await paper.create_order(too_big)
+    with pytest.raises(InsufficientFunds, match="BTC"):
+        await paper.create_order(market_order("sell", 1.0, 1))
+
+
+async def test_unknown_order_and_bad_requests() -> None:
+    paper = broker(FakeMarket())
+    with pytest.raises(OrderNotFound):
+        await paper.fetch_order("BTC/USDT", client_order_id="nope")
+    with pytest.raises(InvalidOrder):
+        await paper.create_order(
+            OrderRequest(symbol="BTC/USDT", side="buy", type="limit", amount=1, client_order_id="no-price")
+        )
