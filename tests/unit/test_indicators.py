@@ -16,7 +16,8 @@ NAN = math.nan
 def prices(n: int, seed: int = 3, level: float = 30_000.0) -> list[float]:
     """A random walk at a BTC-like level: large values with small relative moves stress the precision."""
     rng = np.random.default_rng(seed)
-    return (level * np.exp(np.cumsum(rng.normal(0, 0.002, n)))).tolist()
+    walk: list[float] = (level * np.exp(np.cumsum(rng.normal(0, 0.002, n)))).tolist()
+    return walk
 
 
 def ref_sma(x: list[float], p: int) -> list[float]:
