@@ -1,0 +1,120 @@
+"""`traiding simulator`: serve the Binance-compatible exchange simulator until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from pydantic import SecretStr, ValidationError
+
+from traiding.errors import UserError
+from traiding_simulator.config import ApiKeyConfig, DataSource, FaultConfig, SimulatorConfig
+from traiding_simulator.loading import DataError, parse_data_argument
+from traiding_simulator.server import Simulator, serve_forever
+from traiding_simulator.urls import client_urls
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    parser.add_argument("--port", type=int, default=8765, help="port (0: any free port; default 8765)")
+    parser.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="[SYMBOL=]PATH[@INTERVAL]",
+        help="candles to replay: BTC/USDT=file.json, a file named like BTC_USDT-5m.json, or a folder of them "
+        "(repeatable; default: a seeded synthetic market)",
+    )
+    parser.add_argument("--speed", type=float, default=1.0, help="replay speed (300: five market minutes a second)")
+    parser.add_argument("--start", help="replay start in the data, ISO time or epoch ms (default: 80%% through)")
+    parser.add_argument(
+        "--align-to-wall-clock",
+        action="store_true",
+        help="shift candle times by whole days so the replay starts at the current time",
+    )
+    parser.add_argument("--seed", type=int, default=7, help="seed of the synthetic market and the fault dice")
+    parser.add_argument("--weight-limit", type=int, default=6000, help="request weight per minute (default 6000)")
+    parser.add_argument(
+        "--key",
+        action="append",
+        default=[],
+        metavar="KEY:SECRET[:trade][:withdraw]",
+        help="an API key; without :trade it may only read (repeatable)",
+    )
+    parser.add_argument("--time-offset-ms", type=int, default=0, help="exchange clock minus real clock")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="latency added to every request")
+    parser.add_argument("--error-rate", type=float, default=0.0, help="probability of a 5xx answer per request")
+    parser.add_argument("--quiet", action="store_true", help="do not log each request")
+
+
+def parse_key(text: str) -> ApiKeyConfig:
+    parts = text.split(":")
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        raise UserError(f"--key {text.split(':', maxsplit=1)[0]}:...: expected KEY:SECRET[:trade][:withdraw]")
+    flags = set(parts[2:])
+    unknown = flags - {"trade", "withdraw"}
+    if unknown:
+        raise UserError(f"--key {parts[0]}:...: unknown permission(s) {sorted(unknown)}; use trade, withdraw")
+    return ApiKeyConfig(
+        key=parts[0], secret=SecretStr(parts[1]), can_trade="trade" in flags, can_withdraw="withdraw" in flags
+    )
+
+
+def _parse_start(text: str | None) -> datetime | int | None:
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        start = datetime.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"--start {text!r}: expected an ISO time like 2021-06-01T00:00 or epoch milliseconds") from None
+    return start if start.tzinfo else start.replace(tzinfo=UTC)
+
+
+def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
+    try:
+        data: list[DataSource] = [parse_data_argument(text) for text in args.data]
+        return SimulatorConfig(
+            host=args.host,
+            port=args.port,
+            data=data,
+            speed=args.speed,
+            start=_parse_start(args.start),
+            align_to_wall_clock=args.align_to_wall_clock,
+            seed=args.seed,
+            weight_limit=args.weight_limit,
+            keys=[parse_key(k) for k in args.key],
+            time_offset_ms=args.time_offset_ms,
+            faults=FaultConfig(latency_ms=args.latency_ms, error_rate=args.error_rate),
+            log_requests=not args.quiet,
+        )
+    except (ValidationError, DataError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+
+
+def _announce(sim: Simulator) -> None:
+    clock = sim.state.clock_view()
+    symbols = ", ".join(sim.state.market.by_symbol)
+    start = datetime.fromtimestamp(clock["replay_time"] / 1000, UTC).isoformat()
+    print(f"exchange simulator on {sim.base_url}  symbols: {symbols}", flush=True)
+    print(f"replay starts at {start} at {clock['speed']}x; control API: {sim.base_url}/_sim/stats", flush=True)
+    print(f"ccxt: exchange.urls['api'] = {client_urls(sim.base_url)['public']!r} (+ private, sapi, ...)", flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if config.host not in {"127.0.0.1", "localhost", "::1"}:
+        logging.getLogger("traiding_simulator").warning(
+            "binding %s: the simulator is reachable from the network", config.host
+        )
+    try:
+        asyncio.run(serve_forever(config, _announce))
+    except DataError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
+    return 0

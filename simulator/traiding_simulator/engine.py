@@ -1,0 +1,459 @@
+"""Accounts, orders and matching against the replay price.
+
+MARKET orders fill at once at the simulated best bid/ask (replay price -/+ half the spread). LIMIT orders
+that cross the book fill at once as takers; the others rest and fill as makers at their limit price when
+the replay price path reaches them (checked on every request and on a background tick).
+Commission follows Binance without BNB: a buy pays it in the base asset, a sell in the quote asset.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from typing import Any
+
+from traiding_simulator import errors
+from traiding_simulator.config import SimulatorConfig
+from traiding_simulator.filters import SymbolRules, fmt
+from traiding_simulator.market import Market, SymbolMarket
+
+_EIGHT = Decimal("0.00000001")
+ZERO = Decimal(0)
+TIME_IN_FORCE = {"GTC", "IOC", "FOK"}
+ORDER_TYPES = ["LIMIT", "LIMIT_MAKER", "MARKET"]
+
+
+@dataclass
+class Balance:
+    free: Decimal = ZERO
+    locked: Decimal = ZERO
+
+
+@dataclass
+class Account:
+    name: str
+    balances: dict[str, Balance] = field(default_factory=lambda: defaultdict(Balance))
+    update_time: int = 0
+
+
+@dataclass
+class Fill:
+    price: Decimal
+    qty: Decimal
+    commission: Decimal
+    commission_asset: str
+    trade_id: int
+
+
+@dataclass
+class Order:
+    account: str
+    symbol: str
+    order_id: int
+    client_order_id: str
+    side: str
+    type: str
+    time_in_force: str
+    price: Decimal
+    orig_qty: Decimal
+    orig_quote_qty: Decimal
+    time: int
+    status: str = "NEW"
+    executed_qty: Decimal = ZERO
+    cumm_quote_qty: Decimal = ZERO
+    update_time: int = 0
+    locked: Decimal = ZERO  # funds still reserved for the open part
+    fills: list[Fill] = field(default_factory=list)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in {"NEW", "PARTIALLY_FILLED"}
+
+    def to_json(self, with_times: bool = True) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "symbol": self.symbol,
+            "orderId": self.order_id,
+            "orderListId": -1,
+            "clientOrderId": self.client_order_id,
+            "price": fmt(self.price),
+            "origQty": fmt(self.orig_qty),
+            "executedQty": fmt(self.executed_qty),
+            "cummulativeQuoteQty": fmt(self.cumm_quote_qty),
+            "status": self.status,
+            "timeInForce": self.time_in_force,
+            "type": self.type,
+            "side": self.side,
+        }
+        if with_times:
+            data.update(
+                stopPrice=fmt(ZERO),
+                icebergQty=fmt(ZERO),
+                time=self.time,
+                updateTime=self.update_time,
+                isWorking=self.is_open or self.status == "FILLED",
+                workingTime=self.time,
+                origQuoteOrderQty=fmt(self.orig_quote_qty),
+                selfTradePreventionMode="EXPIRE_MAKER",
+            )
+        return data
+
+    def place_response(self, resp_type: str) -> dict[str, Any]:
+        ack: dict[str, Any] = {
+            "symbol": self.symbol,
+            "orderId": self.order_id,
+            "orderListId": -1,
+            "clientOrderId": self.client_order_id,
+            "transactTime": self.time,
+        }
+        if resp_type == "ACK":
+            return ack
+        data = {**ack, **self.to_json(with_times=False)}
+        data.update(
+            origQuoteOrderQty=fmt(self.orig_quote_qty),
+            workingTime=self.time,
+            selfTradePreventionMode="EXPIRE_MAKER",
+        )
+        if resp_type == "FULL":
+            data["fills"] = [
+                {
+                    "price": fmt(f.price),
+                    "qty": fmt(f.qty),
+                    "commission": fmt(f.commission),
+                    "commissionAsset": f.commission_asset,
+                    "tradeId": f.trade_id,
+                }
+                for f in self.fills
+            ]
+        return data
+
+
+@dataclass
+class Trade:
+    account: str
+    symbol: str
+    trade_id: int
+    order_id: int
+    price: Decimal
+    qty: Decimal
+    quote_qty: Decimal
+    commission: Decimal
+    commission_asset: str
+    time: int
+    is_buyer: bool
+    is_maker: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "id": self.trade_id,
+            "orderId": self.order_id,
+            "orderListId": -1,
+            "price": fmt(self.price),
+            "qty": fmt(self.qty),
+            "quoteQty": fmt(self.quote_qty),
+            "commission": fmt(self.commission),
+            "commissionAsset": self.commission_asset,
+            "time": self.time,
+            "isBuyer": self.is_buyer,
+            "isMaker": self.is_maker,
+            "isBestMatch": True,
+        }
+
+
+def decimal_param(params: dict[str, str], name: str, required: bool = True) -> Decimal | None:
+    text = params.get(name)
+    if text is None or text == "":
+        if required:
+            raise errors.missing_param(name)
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise errors.bad_param(name) from None
+    if not value.is_finite() or value < 0:
+        raise errors.bad_param(name)
+    return value
+
+
+class Exchange:
+    """Balances, orders and trades of every account; all amounts are Decimals."""
+
+    def __init__(self, config: SimulatorConfig, market: Market) -> None:
+        self.config = config
+        self.market = market
+        self.reset()
+
+    def reset(self) -> None:
+        self.accounts: dict[str, Account] = {}
+        self.orders: dict[int, Order] = {}
+        self.open_orders: dict[int, Order] = {}
+        self.trades: dict[str, list[Trade]] = defaultdict(list)
+        self.client_ids: dict[tuple[str, str, str], int] = {}  # (account, symbol, clientOrderId) -> orderId
+        self.orders_by_client_id: dict[str, int] = defaultdict(int)  # accepted orders per client order id
+        self.order_attempts_by_client_id: dict[str, int] = defaultdict(int)
+        self._order_ids = itertools.count(1)
+        self._trade_ids = itertools.count(1)
+        self._last_match_ms: int | None = None
+
+    # --- accounts
+    def account(self, name: str) -> Account:
+        account = self.accounts.get(name)
+        if account is None:
+            account = Account(name)
+            for asset, amount in self.config.initial_balances.items():
+                account.balances[asset].free = Decimal(amount)
+            self.accounts[name] = account
+        return account
+
+    def set_balances(self, name: str, balances: dict[str, Decimal]) -> None:
+        account = self.account(name)
+        for asset, amount in balances.items():
+            account.balances[asset.upper()].free = Decimal(amount)
+
+    # --- prices
+    def book(self, symbol: SymbolMarket, now: int) -> tuple[Decimal, Decimal]:
+        """(best bid, best ask) at `now`: the replay price -/+ half the spread, on the tick grid."""
+        mid = symbol.price_at(now)
+        half = self.config.spread_bps / 20_000.0
+        bid = symbol.rules.price_down(mid * (1.0 - half))
+        ask = symbol.rules.price_up(mid * (1.0 + half))
+        if ask <= bid:
+            ask = bid + symbol.rules.tick_size
+        return max(bid, symbol.rules.tick_size), ask
+
+    # --- orders
+    def place(self, account_name: str, params: dict[str, str], now: int, test: bool = False) -> Order:
+        symbol = self.market.get(params.get("symbol", "").upper())
+        if not params.get("symbol"):
+            raise errors.missing_param("symbol")
+        if symbol is None:
+            raise errors.invalid_symbol()
+        side = params.get("side", "").upper()
+        if not side:
+            raise errors.missing_param("side")
+        if side not in {"BUY", "SELL"}:
+            raise errors.invalid_side()
+        order_type = params.get("type", "").upper()
+        if not order_type:
+            raise errors.missing_param("type")
+        if order_type not in ORDER_TYPES:
+            raise (
+                errors.invalid_order_type()
+                if order_type not in {"STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"}
+                else errors.order_rejected("This order type is not supported by the simulator.")
+            )
+        client_id = params.get("newClientOrderId") or f"sim-{next(self._order_ids)}"
+        self.order_attempts_by_client_id[client_id] += 1
+        self._check_duplicate(account_name, symbol.id, client_id)
+        rules = symbol.rules
+        bid, ask = self.book(symbol, now)
+        account = self.account(account_name)
+        base, quote = account.balances[symbol.base_asset], account.balances[symbol.quote_asset]
+
+        price = ZERO
+        quote_qty = ZERO
+        tif = ""
+        if order_type == "MARKET":
+            crosses = True
+            fill_price = ask if side == "BUY" else bid
+            qty_param = decimal_param(params, "quantity", required=False)
+            quote_param = decimal_param(params, "quoteOrderQty", required=False)
+            if (qty_param is None) == (quote_param is None):
+                raise errors.BinanceError(
+                    400, -1102, "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty."
+                )
+            if qty_param is not None:
+                qty = qty_param
+            else:
+                assert quote_param is not None
+                quote_qty = quote_param
+                qty = rules.qty_down(quote_param / fill_price)
+            rules.check_lot(qty, market=True)
+            rules.check_notional(qty * fill_price, market=True)
+        else:
+            price_param = decimal_param(params, "price")
+            qty_param = decimal_param(params, "quantity")
+            assert price_param is not None and qty_param is not None
+            price, qty = price_param, qty_param
+            tif = (params.get("timeInForce") or ("GTC" if order_type == "LIMIT_MAKER" else "")).upper()
+            if order_type == "LIMIT" and not tif:
+                raise errors.missing_param("timeInForce")
+            if order_type == "LIMIT" and tif not in TIME_IN_FORCE:
+                raise errors.BinanceError(400, -1115, "Invalid timeInForce.")
+            rules.check_price(price)
+            rules.check_lot(qty, market=False)
+            rules.check_notional(qty * price, market=False)
+            crosses = price >= ask if side == "BUY" else price <= bid
+            if order_type == "LIMIT_MAKER" and crosses:
+                raise errors.order_rejected("Order would immediately match and take.")
+            fill_price = (ask if side == "BUY" else bid) if crosses else price
+
+        # Funds: a buy needs quote for the whole order (at the limit price for limits), a sell needs base.
+        need = (qty * (price if order_type != "MARKET" else fill_price)) if side == "BUY" else qty
+        wallet = quote if side == "BUY" else base
+        if wallet.free < need:
+            raise errors.insufficient_balance()
+        if test:
+            return Order(account_name, symbol.id, 0, client_id, side, order_type, tif, price, qty, quote_qty, now)
+
+        order = Order(
+            account=account_name,
+            symbol=symbol.id,
+            order_id=next(self._order_ids),
+            client_order_id=client_id,
+            side=side,
+            type=order_type,
+            time_in_force=tif if order_type != "MARKET" else "GTC",
+            price=price,
+            orig_qty=qty,
+            orig_quote_qty=quote_qty,
+            time=now,
+            update_time=now,
+        )
+        wallet.free -= need
+        wallet.locked += need
+        order.locked = need
+        self.orders[order.order_id] = order
+        self.client_ids[(account_name, symbol.id, client_id)] = order.order_id
+        self.orders_by_client_id[client_id] += 1
+        account.update_time = now
+
+        if crosses:
+            self._fill(order, symbol, fill_price, now, maker=False)
+        elif tif in {"IOC", "FOK"}:
+            self._release(order)
+            order.status = "EXPIRED"
+        else:
+            self.open_orders[order.order_id] = order
+        return order
+
+    def _check_duplicate(self, account: str, symbol_id: str, client_id: str) -> None:
+        existing = self.client_ids.get((account, symbol_id, client_id))
+        if existing is None:
+            return
+        if self.config.duplicate_client_order_id == "any" or self.orders[existing].is_open:
+            raise errors.duplicate_order()
+
+    def _release(self, order: Order) -> None:
+        symbol = self.market.by_id[order.symbol]
+        account = self.account(order.account)
+        asset = symbol.quote_asset if order.side == "BUY" else symbol.base_asset
+        account.balances[asset].locked -= order.locked
+        account.balances[asset].free += order.locked
+        order.locked = ZERO
+
+    def _fill(self, order: Order, symbol: SymbolMarket, price: Decimal, now: int, maker: bool) -> None:
+        account = self.account(order.account)
+        qty = order.orig_qty - order.executed_qty
+        quote_amount = (qty * price).quantize(_EIGHT, rounding=ROUND_DOWN)
+        fee_rate = self.config.maker_fee if maker else self.config.taker_fee
+        base, quote = account.balances[symbol.base_asset], account.balances[symbol.quote_asset]
+        if order.side == "BUY":
+            commission = (qty * fee_rate).quantize(_EIGHT, rounding=ROUND_DOWN)
+            commission_asset = symbol.base_asset
+            quote.locked -= order.locked
+            quote.free += order.locked - quote_amount
+            base.free += qty - commission
+        else:
+            commission = (quote_amount * fee_rate).quantize(_EIGHT, rounding=ROUND_DOWN)
+            commission_asset = symbol.quote_asset
+            base.locked -= order.locked
+            base.free += order.locked - qty
+            quote.free += quote_amount - commission
+        order.locked = ZERO
+        trade_id = next(self._trade_ids)
+        order.fills.append(Fill(price, qty, commission, commission_asset, trade_id))
+        order.executed_qty += qty
+        order.cumm_quote_qty += quote_amount
+        order.status = "FILLED"
+        order.update_time = now
+        account.update_time = now
+        self.trades[order.account].append(
+            Trade(
+                order.account,
+                order.symbol,
+                trade_id,
+                order.order_id,
+                price,
+                qty,
+                quote_amount,
+                commission,
+                commission_asset,
+                now,
+                order.side == "BUY",
+                maker,
+            )
+        )
+        self.open_orders.pop(order.order_id, None)
+
+    def match(self, now: int) -> None:
+        """Fill resting limit orders whose price the replay path reached since the last match."""
+        since = self._last_match_ms if self._last_match_ms is not None and self._last_match_ms <= now else now
+        self._last_match_ms = now
+        if not self.open_orders:
+            return
+        ranges: dict[str, tuple[float, float]] = {}
+        for order in list(self.open_orders.values()):
+            symbol = self.market.by_id[order.symbol]
+            if order.symbol not in ranges:
+                ranges[order.symbol] = symbol.path_range(since, now)
+            low, high = ranges[order.symbol]
+            start = max(order.time, since)
+            if start != since:
+                low, high = symbol.path_range(start, now)
+            price = float(order.price)
+            if (order.side == "BUY" and low <= price) or (order.side == "SELL" and high >= price):
+                self._fill(order, symbol, order.price, now, maker=True)
+
+    def find(self, account: str, params: dict[str, str]) -> Order:
+        symbol = self._symbol_param(params)
+        order_id = params.get("orderId")
+        client_id = params.get("origClientOrderId")
+        if not order_id and not client_id:
+            raise errors.BinanceError(
+                400, -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!"
+            )
+        order: Order | None = None
+        if order_id:
+            try:
+                order = self.orders.get(int(order_id))
+            except ValueError:
+                raise errors.bad_param("orderId") from None
+        else:
+            assert client_id is not None
+            found = self.client_ids.get((account, symbol.id, client_id))
+            order = self.orders.get(found) if found is not None else None
+        if order is None or order.account != account or order.symbol != symbol.id:
+            raise errors.order_does_not_exist()
+        if order_id and client_id and order.client_order_id != client_id:
+            raise errors.order_does_not_exist()
+        return order
+
+    def cancel(self, account: str, params: dict[str, str], now: int) -> Order:
+        try:
+            order = self.find(account, params)
+        except errors.BinanceError as exc:
+            if exc.code == -2013:
+                raise errors.unknown_order_sent() from None
+            raise
+        if not order.is_open:
+            raise errors.unknown_order_sent()
+        self._release(order)
+        order.status = "CANCELED"
+        order.update_time = now
+        self.open_orders.pop(order.order_id, None)
+        return order
+
+    def _symbol_param(self, params: dict[str, str]) -> SymbolMarket:
+        symbol_id = params.get("symbol")
+        if not symbol_id:
+            raise errors.missing_param("symbol")
+        symbol = self.market.get(symbol_id.upper())
+        if symbol is None:
+            raise errors.invalid_symbol()
+        return symbol
+
+    def symbol_rules(self, symbol_id: str) -> SymbolRules:
+        return self.market.by_id[symbol_id].rules
