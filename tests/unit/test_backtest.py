@@ -194,6 +194,15 @@ def test_signal_arrays_must_match_the_candles() -> None:
         run_backtest(candles, [True, False], [False, False, False])
 
 
+def test_candles_out_of_order_are_refused() -> None:
+    candles = make_candles(opens=[1, 2, 3], closes=[1, 2, 3], times=[T0, T0 + 2 * MIN5, T0 + MIN5])
+    with pytest.raises(ValueError, match="ascending"):
+        run_backtest(candles, [True, False, False], [False, False, False])
+    duplicated = make_candles(opens=[1, 2, 3], closes=[1, 2, 3], times=[T0, T0, T0 + MIN5])
+    with pytest.raises(ValueError, match="duplicates"):
+        run_backtest(duplicated, [True, False, False], [False, False, False])
+
+
 def test_config_rejects_nonsense_and_is_frozen() -> None:
     for bad in (
         {"fee_rate": -0.1},

@@ -173,9 +173,14 @@ def run_backtest(
     exits: npt.ArrayLike,
     config: BacktestConfig | None = None,
 ) -> BacktestResult:
-    """Backtest boolean `entries`/`exits` (known at each candle's close) over `candles`; see the module doc."""
+    """Backtest boolean `entries`/`exits` (known at each candle's close) over `candles`; see the module doc.
+
+    The candles must be in strictly ascending time order (`candles.normalize` sorts and dedupes a file).
+    """
     config = config or BacktestConfig()
     n = len(candles)
+    if n > 1 and bool((candles.time[1:] <= candles.time[:-1]).any()):
+        raise ValueError("candles must be in strictly ascending time order without duplicates (see normalize)")
     entry_signals = _as_signal(entries, n, "entries")
     exit_signals = _as_signal(exits, n, "exits")
     if config.stop_loss_pct is None and config.take_profit_pct is None:
