@@ -1,6 +1,6 @@
 // Wrapper module that builds the Kubernetes control plane (and etcd) from the
 // Go module proxy. k8s.io/kubernetes replaces its staging modules with
-// ./staging paths, so it cannot be `go install`ed directly; here every staging
+// ./staging paths, so it cannot be "go install"ed directly; here every staging
 // module is replaced with its published v0.X.Y instead. Regenerate with
 // scripts/k8s-build/bump.sh when changing the version.
 module github.com/ai-traiding/k8s-build
