@@ -183,7 +183,7 @@ def map_ccxt_error(
         return DuplicateOrder(f"{exchange_id} already has an order with this client order id: {detail}")
     if isinstance(error, ccxt.OrderNotFound):
         return OrderNotFound(f"{exchange_id} does not know the order: {detail}")
-    if isinstance(error, ccxt.InvalidOrder):
+    if isinstance(error, ccxt.InvalidOrder) or code == "-1013" or "filter failure" in detail.lower():
         return InvalidOrder(f"{exchange_id} rejected the order: {detail}")
     if isinstance(error, ccxt.BadSymbol):
         return UnknownSymbol(

@@ -63,6 +63,7 @@ def test_minus_1021_without_a_measurement_still_says_what_to_do() -> None:
         (ccxt.InvalidOrder('binance {"code":-2010,"msg":"Duplicate order sent."}'), errors.DuplicateOrder, False),
         (ccxt.DuplicateOrderId("binance dup"), errors.DuplicateOrder, False),
         (ccxt.InvalidOrder("binance Filter failure: LOT_SIZE"), errors.InvalidOrder, False),
+        (ccxt.BadRequest('binance {"code":-1013,"msg":"Filter failure: NOTIONAL"}'), errors.InvalidOrder, False),
         (ccxt.BadSymbol("binance does not have market symbol FOO/BAR"), errors.UnknownSymbol, False),
         (ccxt.NotSupported("binance fetchX() not supported"), errors.NotSupportedByExchange, False),
         (ccxt.ExchangeError("binance something else"), errors.ExchangeRejected, False),
