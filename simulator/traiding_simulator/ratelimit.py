@@ -100,22 +100,22 @@ class OrderCounter:
         return out
 
     def charge(self, account: str) -> dict[str, int]:
+        """Count one new order; a refused order (-1015) is not counted."""
         now = self._clock()
-        out: dict[str, int] = {}
+        updated: dict[str, tuple[int, int]] = {}
         for name, (window, limit) in self.limits.items():
             window_start = now - now % window
             start, count = self._counts.get((account, name), (window_start, 0))
-            if start != window_start:
-                count = 0
-            count += 1
-            self._counts[(account, name)] = (window_start, count)
-            out[name] = count
+            count = (count if start == window_start else 0) + 1
             if count > limit:
                 unit = "10 SECOND" if name == "10S" else "1 DAY"
                 raise errors.BinanceError(
                     429, -1015, f"Too many new orders; current limit is {limit} orders per {unit}."
                 )
-        return out
+            updated[name] = (window_start, count)
+        for name, value in updated.items():
+            self._counts[(account, name)] = value
+        return {name: count for name, (_, count) in updated.items()}
 
     def reset(self) -> None:
         self._counts.clear()

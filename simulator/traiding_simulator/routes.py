@@ -210,8 +210,6 @@ def klines(ctx: Ctx) -> Any:
         raise errors.invalid_interval()
     limit = min(max(_int(ctx.params, "limit", 500), 1), 1000)
     start, end = _opt_int(ctx.params, "startTime"), _opt_int(ctx.params, "endTime")
-    if start is not None and end is not None and start > end:
-        raise errors.BinanceError(400, -1128, "startTime cannot be greater than endTime.")
     return RawJson(symbol.klines_json(INTERVAL_MS[interval], start, end, limit, ctx.now))
 
 

@@ -292,7 +292,7 @@ class Simulator:
         app = build_app(self.state)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port, shutdown_timeout=0.5)
+        site = web.TCPSite(self._runner, self.config.host, self.config.port)
         await site.start()
         sockets = getattr(site._server, "sockets", None) or []  # the bound socket tells the port when port=0
         if sockets:
