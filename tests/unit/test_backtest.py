@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
 from traiding.domain.backtest import BacktestConfig, run_backtest
-from traiding.domain.candles import Candles
+from traiding.domain.candles import Candles, load_candles
+from traiding.domain.strategies import get_strategy
 
 MIN5 = 300_000
 T0 = 1_700_000_000_000
@@ -133,12 +137,12 @@ def test_stop_loss_gapped_through_fills_at_the_open() -> None:
     config = BacktestConfig(initial_capital=1000, fee_rate=0, stop_loss_pct=1, slippage=0.0)
     [trade] = run_backtest(candles, flags(5, 0), flags(5), config).trades.records()
     # stop at 99 is hit on candle 1 (low 98.5)... at the stop price, the open 100 being above it
-    assert (trade.exit_index, trade.exit_price) == (1, pytest.approx(99))
+    assert trade.exit_index == 1 and trade.exit_price == pytest.approx(99)
 
     config = BacktestConfig(initial_capital=1000, fee_rate=0, stop_loss_pct=3)
     [trade] = run_backtest(candles, flags(5, 0), flags(5), config).trades.records()
     # stop at 97: candles 1-2 stay above, candle 3 opens at 95, below it -> filled at that open
-    assert (trade.exit_index, trade.exit_reason, trade.exit_price) == (3, "stop_loss", pytest.approx(95))
+    assert (trade.exit_index, trade.exit_reason) == (3, "stop_loss") and trade.exit_price == pytest.approx(95)
 
 
 def test_take_profit_and_the_pessimistic_order_when_both_are_hit() -> None:
@@ -147,10 +151,10 @@ def test_take_profit_and_the_pessimistic_order_when_both_are_hit() -> None:
     )
     tp_only = BacktestConfig(fee_rate=0, take_profit_pct=5)
     [trade] = run_backtest(candles, flags(4, 0), flags(4), tp_only).trades.records()
-    assert (trade.exit_index, trade.exit_reason, trade.exit_price) == (2, "take_profit", pytest.approx(105))
+    assert (trade.exit_index, trade.exit_reason) == (2, "take_profit") and trade.exit_price == pytest.approx(105)
     both = BacktestConfig(fee_rate=0, take_profit_pct=5, stop_loss_pct=5)
     [trade] = run_backtest(candles, flags(4, 0), flags(4), both).trades.records()
-    assert (trade.exit_index, trade.exit_reason, trade.exit_price) == (2, "stop_loss", pytest.approx(95))
+    assert (trade.exit_index, trade.exit_reason) == (2, "stop_loss") and trade.exit_price == pytest.approx(95)
 
 
 def test_an_exit_signal_fills_at_the_open_before_that_candles_stop() -> None:
@@ -212,7 +216,24 @@ def test_config_rejects_nonsense_and_is_frozen() -> None:
         {"x": 1},
     ):
         with pytest.raises(ValidationError):
-            BacktestConfig(**bad)  # type: ignore[arg-type]
+            BacktestConfig(**bad)
     config = BacktestConfig()
     with pytest.raises(ValidationError):
         config.fee_rate = 0.5  # type: ignore[misc]
+
+
+def test_sma_crossover_on_real_btc_candles(shared_data: Path) -> None:
+    candles = load_candles(shared_data / "BTC_USDT-5m.json")
+    signals = get_strategy("sma-crossover", {"fast": 20, "slow": 50}).signals(candles)
+    result = run_backtest(candles, signals.entries, signals.exits, BacktestConfig())
+    trades = result.trades
+    assert len(trades) > 100
+    # Every fill is a candle's open (or the last close), and the trades never overlap.
+    signal_exits = trades.exit_reason_code == 0
+    np.testing.assert_array_equal(trades.entry_price, candles.open[trades.entry_index])
+    np.testing.assert_array_equal(trades.exit_price[signal_exits], candles.open[trades.exit_index[signal_exits]])
+    assert (trades.entry_index[1:] > trades.exit_index[:-1]).all()
+    # No trade enters before its signal could be known: each entry candle follows an entry signal.
+    assert signals.entries[trades.entry_index - 1].all()
+    assert result.metrics.final_equity == pytest.approx(result.equity[-1])
+    json.dumps(result.metrics.model_dump(), allow_nan=False)

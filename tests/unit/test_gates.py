@@ -73,7 +73,7 @@ def test_a_gate_on_an_unknown_metric_is_a_user_error_naming_the_known_ones() -> 
 def test_no_gates_pass_and_thresholds_are_validated() -> None:
     assert evaluate_gates({"sharpe": 0.0}, []).passed
     with pytest.raises(ValidationError):
-        GateThreshold(name="x", metric="sharpe", comparison=">", threshold=1)  # type: ignore[arg-type]
+        GateThreshold.model_validate({"name": "x", "metric": "sharpe", "comparison": ">", "threshold": 1})
     with pytest.raises(ValidationError):
         GateThreshold(name="x", metric="sharpe", comparison=">=", threshold=math.nan)
 
