@@ -226,10 +226,10 @@ def apply_keys(state: SimState, body: Any) -> dict[str, Any]:
 
 def apply_clock(state: SimState, body: Any) -> dict[str, Any]:
     update = ClockUpdate.model_validate(body)
-    if update.replay_time is not None:
-        state.replay.jump(update.replay_time)
     if update.speed is not None:
         state.replay.set_speed(update.speed)
+    if update.replay_time is not None:  # after the speed: a jump is exact
+        state.replay.jump(update.replay_time)
     if update.time_offset_ms is not None:
         state.exchange_clock.offset_ms = update.time_offset_ms
     return state.clock_view()
@@ -378,6 +378,8 @@ class ThreadedSimulator:
         self._sim: Simulator | None = None
 
     def start(self) -> ThreadedSimulator:
+        if self._sim is not None:
+            return self
         self._thread.start()
         self._sim = self._call(self._create())
         return self

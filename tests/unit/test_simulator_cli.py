@@ -1,0 +1,97 @@
+"""`traiding simulator` arguments -> SimulatorConfig, and the data sources it accepts."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from traiding_simulator.cli import add_arguments, config_from_args, parse_key
+from traiding_simulator.config import DataSource, SimulatorConfig
+from traiding_simulator.loading import DataError, build_market, expand_sources, parse_data_argument
+
+from traiding.errors import UserError
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_defaults_bind_loopback_with_a_synthetic_market() -> None:
+    config = config_from_args(parse())
+    assert (config.host, config.port, config.data, config.weight_limit) == ("127.0.0.1", 8765, [], 6000)
+
+
+def test_all_flags(tmp_path: Path) -> None:
+    config = config_from_args(
+        parse(
+            "--port", "0", "--data", f"ETH/USDT={tmp_path}/eth.json@1h", "--speed", "300",
+            "--start", "2021-06-01T00:00", "--seed", "3", "--weight-limit", "1200",
+            "--key", "k1:s1:trade", "--key", "k2:s2", "--time-offset-ms", "-1500", "--quiet",
+        )
+    )  # fmt: skip
+    assert config.data == [DataSource(symbol="ETH/USDT", path=tmp_path / "eth.json", interval="1h")]
+    assert config.speed == 300 and config.seed == 3 and config.weight_limit == 1200
+    assert config.start == datetime(2021, 6, 1, tzinfo=UTC)
+    assert [(k.key, k.can_trade) for k in config.keys] == [("k1", True), ("k2", False)]
+    assert config.keys[0].secret.get_secret_value() == "s1"
+    assert config.time_offset_ms == -1500 and config.log_requests is False
+
+
+@pytest.mark.parametrize("text", ["nosecret", ":s", "k:s:admin"])
+def test_bad_keys_are_user_errors(text: str) -> None:
+    with pytest.raises(UserError):
+        parse_key(text)
+
+
+def test_key_permissions() -> None:
+    key = parse_key("k:topsecret:trade:withdraw")
+    assert key.can_trade and key.can_withdraw
+    assert "topsecret" not in repr(key) and "topsecret" not in str(key.model_dump())  # secrets never print
+
+
+def test_bad_start_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="--start"):
+        config_from_args(parse("--start", "yesterday"))
+
+
+def test_data_arguments() -> None:
+    assert parse_data_argument("BTC_USDT-5m.json") == DataSource(path=Path("BTC_USDT-5m.json"))
+    assert parse_data_argument("btc/usdt=x.csv@5m") == DataSource(symbol="BTC/USDT", path=Path("x.csv"), interval="5m")
+    with pytest.raises(ValueError, match="BASE/QUOTE"):
+        parse_data_argument("BTCUSDT=x.json")
+
+
+def test_sources_take_symbol_and_interval_from_file_names_and_folders(tmp_path: Path) -> None:
+    for name in ("BTC_USDT-5m.json", "ETH_USDT-1h.csv", "README.md"):
+        (tmp_path / name).write_text("[]")
+    expanded = expand_sources([DataSource(path=tmp_path)])
+    assert [(s.symbol, s.interval, s.path.name) for s in expanded] == [
+        ("BTC/USDT", "5m", "BTC_USDT-5m.json"),
+        ("ETH/USDT", "1h", "ETH_USDT-1h.csv"),
+    ]
+    with pytest.raises(DataError, match="name it like"):
+        expand_sources([DataSource(path=tmp_path / "README.md")])
+
+
+def test_missing_files_and_unknown_intervals_are_reported() -> None:
+    with pytest.raises(DataError, match="no such candle file"):
+        build_market(SimulatorConfig(data=[DataSource(path=Path("/nowhere/BTC_USDT-5m.json"))]))
+    with pytest.raises(DataError, match="interval '7m'"):
+        build_market(SimulatorConfig(data=[DataSource(symbol="BTC/USDT", path=Path("x.json"), interval="7m")]))
+
+
+def test_replay_starts_80_percent_through_or_where_asked_or_at_wall_clock_time() -> None:
+    market, start = build_market(SimulatorConfig(synthetic_days=10))
+    assert start == market.first_ms + int((market.end_ms - market.first_ms) * 0.8)
+    _, start = build_market(SimulatorConfig(synthetic_days=10, start=market.first_ms + 5))
+    assert start == market.first_ms + 5
+    wall = 1_900_000_000_123
+    aligned, start = build_market(SimulatorConfig(synthetic_days=10, align_to_wall_clock=True), wall_now_ms=wall)
+    assert start == wall
+    shift = aligned.first_ms - market.first_ms
+    assert shift % 86_400_000 == 0  # whole days: candle boundaries stay aligned
+    assert aligned.first_ms <= start < aligned.end_ms
