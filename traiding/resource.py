@@ -201,6 +201,15 @@ class DataCheckGate(SpecModel):
     maxGapRatio: float = Field(
         default=0.01, ge=0, le=1, description="Largest tolerated fraction of missing candles (0.01 = 1%)."
     )
+    maxOutlierRatio: float = Field(
+        default=0.005,
+        ge=0,
+        le=1,
+        description=(
+            "Largest tolerated fraction of outlier candles (moves beyond 20 robust sigmas; 0.005 = 0.5%). "
+            "Real crashes produce some; a bad feed produces many."
+        ),
+    )
     maxStaleness: str | None = Field(
         default=None,
         pattern=DURATION_PATTERN,

@@ -14,7 +14,9 @@ from traiding.pipeline.history import decide_window, load_history
 def thresholds_of(ctx: RunContext) -> QualityThresholds:
     gate = ctx.spec.gates.dataCheck
     staleness = duration_ms(gate.maxStaleness) if gate.maxStaleness else 3 * ctx.timeframe_ms
-    return QualityThresholds(max_gap_ratio=gate.maxGapRatio, max_staleness_ms=staleness)
+    return QualityThresholds(
+        max_gap_ratio=gate.maxGapRatio, max_staleness_ms=staleness, max_outlier_ratio=gate.maxOutlierRatio
+    )
 
 
 async def run_data_check(ctx: RunContext, checkpoint: dict[str, Any]) -> PhaseResult:

@@ -33,25 +33,38 @@ def load_status(path: Path) -> TradingRunStatus:
 
 
 class Progress:
-    """One line per phase change, and on a terminal a live line for the phase in progress."""
+    """A line per finished phase with its outcome, and on a terminal a live line for the phase in progress."""
 
-    def __init__(self, stream: TextIO = sys.stderr) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
-        self._last_phase: str | None = None
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self._phase: str | None = None
         self._live = False
 
     def update(self, status: TradingRunStatus) -> None:
-        phase = status.phase
-        message = status.message or ""
-        if phase != self._last_phase:
+        phase, message = status.phase, status.message or ""
+        if self._phase is None:
+            self._phase = phase
+            self._print_phase_start(phase)
+            return
+        if phase != self._phase:
             self._end_live()
-            index = ORDERED_PHASES.index(phase) + 1 if phase in ORDERED_PHASES else len(ORDERED_PHASES)
-            print(f"[{index}/{len(ORDERED_PHASES)}] {phase}: {message}", file=self.stream, flush=True)
-            self._last_phase = phase
+            finished = status.phases.get(self._phase)
+            mark = {"Passed": "ok", "Failed": "FAILED", "Cancelled": "cancelled"}.get(
+                finished.state if finished else "", "ok"
+            )
+            if self._phase != Phase.PENDING:
+                print(f"    {mark}: {message}", file=self.stream, flush=True)
+            self._phase = phase
+            self._print_phase_start(phase)
         elif self.tty:
             print(f"\r    {message[:110]:<110}", end="", file=self.stream, flush=True)
             self._live = True
+
+    def _print_phase_start(self, phase: str) -> None:
+        if phase in ORDERED_PHASES and phase != Phase.PENDING:
+            index = ORDERED_PHASES.index(phase)
+            print(f"[{index}/{len(ORDERED_PHASES) - 1}] {phase}", file=self.stream, flush=True)
 
     def _end_live(self) -> None:
         if self._live:
@@ -81,5 +94,4 @@ async def drive(
             await asyncio.sleep(poll_seconds)  # a session in progress: look again when a candle may have closed
         elif decision.retry_after is not None:
             await asyncio.sleep(decision.retry_after.total_seconds())
-    progress.update(status)
     return status

@@ -102,11 +102,11 @@ async def advance(
     record = status.phases.get(phase)
     outcome: Outcome | None = None
     if not cancel_requested:
-        if record is None or record.startedAt is None:
+        if phase is not Phase.PENDING and (record is None or record.startedAt is None):
             record = PhaseRecord(state="Running", startedAt=now)
-            status.phases[phase] = record
+            status.phases[phase.value] = record
         result = await run_phase_work(ctx, phase, status.checkpoint)
-        if result is not None:
+        if result is not None and record is not None:
             outcome = result.outcome
             record.results = result.results
             if "summary" in result.results:
@@ -157,7 +157,7 @@ def _apply(
             approvedBy=approval.approved_by, approvedAt=approval.approved_at, expiresAt=approval.expires_at
         )
     status.phase = decision.phase.value
-    level = "error" if decision.phase is Phase.FAILED else "info"
+    level: Level = "error" if decision.phase is Phase.FAILED else "info"
     ctx.events.emit(
         str(decision.phase), "PhaseChanged", f"{phase} -> {decision.phase}: {decision.message}", level=level
     )
@@ -176,4 +176,4 @@ def _apply(
             ),
         )
     else:
-        status.phases[decision.phase] = PhaseRecord(state="Running", startedAt=now)
+        status.phases[decision.phase.value] = PhaseRecord(state="Running", startedAt=now)

@@ -50,7 +50,7 @@ def limits_of(ctx: RunContext) -> risk.RiskLimits:
     return risk.RiskLimits(r.maxPositionFraction, r.stopLossPct, r.dailyLossLimitPct, r.maxDrawdownPct)
 
 
-def strategy_of(ctx: RunContext) -> Strategy:
+def strategy_of(ctx: RunContext) -> Strategy[Any]:
     return get_strategy(ctx.spec.strategy.name, ctx.spec.strategy.params)
 
 
@@ -101,6 +101,9 @@ class TradingSession:
             return PhaseResult(result.outcome, self._results())
         if done:
             await self._close_all("session_end")
+            # The closing fills (fees, slippage) are part of the result: record the realised equity.
+            last_time = max(int(t) for t in self.cp["last_closed"].values()) + self.tf
+            self.cp["equity"].append([last_time, await self._equity(self.cp["last_prices"])])
             reason = self._risk().kill_reason if self._risk().killed else "session finished"
             return PhaseResult(Outcome(Phase.TRADING, OutcomeKind.PASSED, "SessionEnded", reason), self._results())
         return PhaseResult(Outcome(Phase.TRADING, OutcomeKind.RUNNING, "Trading", self._progress()), self._results())
