@@ -157,6 +157,23 @@ def test_take_profit_and_the_pessimistic_order_when_both_are_hit() -> None:
     assert (trade.exit_index, trade.exit_reason) == (2, "stop_loss") and trade.exit_price == pytest.approx(95)
 
 
+@pytest.mark.parametrize("hit_at", [1, 63, 64, 65, 575, 576, 577, 4999])
+def test_a_stop_or_target_far_into_a_long_trade_is_found_on_its_exact_candle(hit_at: int) -> None:
+    n = 5000
+    flat = [100.0] * n
+    lows = list(flat)
+    lows[hit_at] = 90.0
+    candles = make_candles(opens=flat, closes=flat, lows=lows)
+    [trade] = run_backtest(candles, flags(n, 0), flags(n), BacktestConfig(stop_loss_pct=5)).trades.records()
+    assert (trade.exit_index, trade.exit_reason) == (hit_at, "stop_loss")
+    highs = list(flat)
+    highs[hit_at] = 110.0
+    candles = make_candles(opens=flat, closes=flat, highs=highs)
+    config = BacktestConfig(stop_loss_pct=5, take_profit_pct=5)
+    [trade] = run_backtest(candles, flags(n, 0), flags(n), config).trades.records()
+    assert (trade.exit_index, trade.exit_reason) == (hit_at, "take_profit")
+
+
 def test_an_exit_signal_fills_at_the_open_before_that_candles_stop() -> None:
     candles = make_candles(opens=[100, 100, 100, 99], closes=[100, 100, 100, 99], lows=[100, 100, 100, 80])
     config = BacktestConfig(fee_rate=0, stop_loss_pct=5)

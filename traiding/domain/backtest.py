@@ -270,24 +270,20 @@ def _boundaries_with_stops(
         else:
             last, exit_at, exit_price, exit_reason = n - 1, n - 1, float(closes[n - 1]), _END_OF_DATA
         entry_price = float(opens[fill]) * buy_factor
-        stop_at = target_at = last + 1
-        stop = target = 0.0
+        # Candles fill..last can reach the stop or the target; `end` (= last + 1) means "not reached".
+        end = last + 1
+        stop_at = target_at = end
         if stop_factor is not None:
             stop = entry_price * stop_factor
-            hit = lows[fill : last + 1] <= stop
-            j = int(hit.argmax())
-            if hit[j]:
-                stop_at = fill + j
+            stop_at = _first_reaching(lows, fill, end, stop, below=True)
+            if stop_at < end:
+                exit_at, exit_price, exit_reason = stop_at, min(float(opens[stop_at]), stop), _STOP_LOSS
         if target_factor is not None:
+            # Only a target reached before the stop's candle counts: on that candle the stop is assumed first.
             target = entry_price * target_factor
-            hit = highs[fill : last + 1] >= target
-            j = int(hit.argmax())
-            if hit[j]:
-                target_at = fill + j
-        if stop_at <= last and stop_at <= target_at:
-            exit_at, exit_price, exit_reason = stop_at, min(float(opens[stop_at]), stop), _STOP_LOSS
-        elif target_at <= last:
-            exit_at, exit_price, exit_reason = target_at, max(float(opens[target_at]), target), _TAKE_PROFIT
+            target_at = _first_reaching(highs, fill, stop_at, target, below=False)
+            if target_at < stop_at:
+                exit_at, exit_price, exit_reason = target_at, max(float(opens[target_at]), target), _TAKE_PROFIT
         entry_index.append(fill)
         exit_index.append(exit_at)
         raw_exit.append(exit_price)
@@ -303,6 +299,24 @@ def _boundaries_with_stops(
         np.asarray(raw_exit, dtype=np.float64),
         np.asarray(reason, dtype=np.int8),
     )
+
+
+def _first_reaching(values: FloatArray, start: int, end: int, level: float, *, below: bool) -> int:
+    """The first index in [start, end) where `values` reach `level` (<= it if `below`, else >=), or `end`.
+
+    Searches in growing chunks, so a stop hit early costs a few candles, not a scan to the next exit
+    signal: the total work stays proportional to the candles the trades actually span.
+    """
+    size = 64
+    while start < end:
+        stop = min(end, start + size)
+        chunk = values[start:stop]
+        hit = chunk <= level if below else chunk >= level
+        j = int(hit.argmax())
+        if hit[j]:
+            return start + j
+        start, size = stop, size * 8
+    return end
 
 
 def _empty_boundaries() -> _Boundaries:
