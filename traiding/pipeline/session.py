@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 from traiding_adapters.client_ids import client_order_id
-from traiding_adapters.errors import ExchangeLayerError, OrderNotFound, OrderOutcomeUnknown
+from traiding_adapters.errors import CircuitOpen, ExchangeLayerError, OrderNotFound, OrderOutcomeUnknown
 from traiding_adapters.exchange import Market, Order, OrderRequest
 
 from traiding.domain import risk
@@ -95,6 +95,10 @@ class TradingSession:
             self.cp["degraded_steps"] = DEGRADED_STEPS
             self.cp["errors"] = int(self.cp.get("errors", 0)) + 1
             result = outcome_of_error(Phase.TRADING, error)
+            if isinstance(error, CircuitOpen):
+                # Mid-session an open circuit means "degraded", not "over": open positions still need managing,
+                # so the state machine retries (with backoff, bounded) instead of abandoning them.
+                result = PhaseResult(Outcome(Phase.TRADING, OutcomeKind.TRANSIENT, "CircuitOpen", str(error)))
             self.ctx.events.emit(
                 "Trading", "ExchangeError", str(error), level="warning", metrics={"errors": self.cp["errors"]}
             )
