@@ -340,10 +340,21 @@ def main(argv: list[str] | None = None) -> int:
     seconds_stops, stopped = timed(
         lambda: run_backtest(big, big_signals.entries, big_signals.exits, stop_config), args.repeats
     )
+    # The slow path on purpose: dense random entries, no exit signals, 1 % stop and 1 % target, so tens of
+    # thousands of short trades each run through the per-trade loop.
+    dense = np.random.default_rng(1).random(len(big)) < 0.05
+    bracket = our_config().model_copy(update={"stop_loss_pct": 1.0, "take_profit_pct": 1.0})
+    seconds_dense, dense_result = timed(
+        lambda: run_backtest(big, dense, np.zeros(len(big), dtype=np.bool_), bracket), max(1, args.repeats // 2)
+    )
     print(f"\n{SYNTHETIC_CANDLES:,} synthetic 1m candles (seeded random walk), ours")
     print(f"  backtest:                 {seconds_engine * 1000:8.1f}ms  ({result.metrics.trades:,} trades)")
     print(f"  signals + backtest:       {seconds_total * 1000:8.1f}ms")
     print(f"  backtest, 1% stop loss:   {seconds_stops * 1000:8.1f}ms  ({stopped.metrics.trades:,} trades)")
+    print(
+        f"  dense random entries, 1% stop + 1% target: {seconds_dense * 1000:8.1f}ms  "
+        f"({dense_result.metrics.trades:,} trades, the per-trade loop's worst case)"
+    )
     checks.check(seconds_engine < SYNTHETIC_BUDGET_S, f"1M candles backtested in under {SYNTHETIC_BUDGET_S:g}s")
     checks.check(seconds_total < SYNTHETIC_BUDGET_S, f"1M candles, signals + backtest, under {SYNTHETIC_BUDGET_S:g}s")
 
