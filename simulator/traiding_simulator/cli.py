@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 
 from pydantic import SecretStr, ValidationError
 
@@ -46,6 +47,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-offset-ms", type=int, default=0, help="exchange clock minus real clock")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="latency added to every request")
     parser.add_argument("--error-rate", type=float, default=0.0, help="probability of a 5xx answer per request")
+    parser.add_argument("--spread-bps", type=float, default=2.0, help="full bid/ask spread in basis points")
+    parser.add_argument("--fee", type=str, default="0.001", help="maker and taker commission rate (0.001 = 0.1%%)")
+    parser.add_argument(
+        "--duplicate-client-order-id",
+        choices=["any", "open"],
+        default="any",
+        help="reject a reused newClientOrderId always (any) or only while its order is open (open, as Binance)",
+    )
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
 
 
@@ -89,9 +98,13 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
             keys=[parse_key(k) for k in args.key],
             time_offset_ms=args.time_offset_ms,
             faults=FaultConfig(latency_ms=args.latency_ms, error_rate=args.error_rate),
+            spread_bps=args.spread_bps,
+            taker_fee=Decimal(args.fee),
+            maker_fee=Decimal(args.fee),
+            duplicate_client_order_id=args.duplicate_client_order_id,
             log_requests=not args.quiet,
         )
-    except (ValidationError, DataError, ValueError) as exc:
+    except (ValidationError, DataError, ValueError, InvalidOperation) as exc:
         raise UserError(str(exc)) from None
 
 

@@ -15,7 +15,7 @@ FaultAction = Literal["hang_before", "drop_before", "error_before", "hang_after"
 class ApiKeyConfig(BaseModel):
     """One API key: its HMAC secret, its permissions and the account it trades."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     key: str = Field(min_length=1, description="the value clients send in the X-MBX-APIKEY header")
     secret: SecretStr = Field(description="the HMAC-SHA256 secret requests are signed with")
@@ -28,6 +28,8 @@ class ApiKeyConfig(BaseModel):
 
 class FaultConfig(BaseModel):
     """Faults applied at random to exchange requests (never to /_sim/*)."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error, not a silent default
 
     latency_ms: float = Field(0.0, ge=0, description="added to every request before it is handled")
     latency_jitter_ms: float = Field(0.0, ge=0, description="uniform random extra latency in [0, jitter]")
@@ -47,6 +49,8 @@ class FaultRule(BaseModel):
     drop the connection or answer 5xx: the client cannot know whether its order exists.
     """
 
+    model_config = ConfigDict(extra="forbid")
+
     method: str = "POST"
     path: str = "/api/v3/order"
     count: int = Field(1, ge=1)
@@ -60,6 +64,8 @@ class DataSource(BaseModel):
 
     Symbol and interval are read from the file name when not given.
     """
+
+    model_config = ConfigDict(extra="forbid")
 
     symbol: str | None = Field(None, description="ccxt symbol, e.g. BTC/USDT; default: from the file name")
     path: Path
@@ -76,6 +82,8 @@ def _default_synthetic() -> dict[str, float]:
 
 class SimulatorConfig(BaseModel):
     """Everything the simulator needs to start; every field has a usable default."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error, not a silent default
 
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
@@ -99,8 +107,8 @@ class SimulatorConfig(BaseModel):
     order_limit_1d: int = Field(200_000, ge=1, description="ORDERS per account per day")
     keys: list[ApiKeyConfig] = Field(default_factory=list)
     initial_balances: dict[str, Decimal] = Field(default_factory=_default_balances)
-    taker_fee: Decimal = Decimal("0.001")
-    maker_fee: Decimal = Decimal("0.001")
+    taker_fee: Decimal = Field(Decimal("0.001"), ge=0, lt=1)
+    maker_fee: Decimal = Field(Decimal("0.001"), ge=0, lt=1)
     spread_bps: float = Field(2.0, ge=0, description="full bid/ask spread around the replay price")
     max_recv_window_ms: int = 60_000
     default_recv_window_ms: int = 5_000

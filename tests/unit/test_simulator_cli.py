@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from traiding_simulator.cli import add_arguments, config_from_args, parse_key
 from traiding_simulator.config import DataSource, SimulatorConfig
 from traiding_simulator.loading import DataError, build_market, expand_sources, parse_data_argument
@@ -31,6 +33,7 @@ def test_all_flags(tmp_path: Path) -> None:
             "--port", "0", "--data", f"ETH/USDT={tmp_path}/eth.json@1h", "--speed", "300",
             "--start", "2021-06-01T00:00", "--seed", "3", "--weight-limit", "1200",
             "--key", "k1:s1:trade", "--key", "k2:s2", "--time-offset-ms", "-1500", "--quiet",
+            "--spread-bps", "5", "--fee", "0.00075", "--duplicate-client-order-id", "open",
         )
     )  # fmt: skip
     assert config.data == [DataSource(symbol="ETH/USDT", path=tmp_path / "eth.json", interval="1h")]
@@ -39,6 +42,15 @@ def test_all_flags(tmp_path: Path) -> None:
     assert [(k.key, k.can_trade) for k in config.keys] == [("k1", True), ("k2", False)]
     assert config.keys[0].secret.get_secret_value() == "s1"
     assert config.time_offset_ms == -1500 and config.log_requests is False
+    assert config.spread_bps == 5 and config.taker_fee == config.maker_fee == Decimal("0.00075")
+    assert config.duplicate_client_order_id == "open"
+
+
+def test_a_misspelt_setting_is_an_error() -> None:
+    with pytest.raises(ValidationError):
+        SimulatorConfig.model_validate({"weight_limt": 10})
+    with pytest.raises(UserError):
+        config_from_args(parse("--fee", "cheap"))
 
 
 @pytest.mark.parametrize("text", ["nosecret", ":s", "k:s:admin"])
