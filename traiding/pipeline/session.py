@@ -95,9 +95,10 @@ class TradingSession:
             self.cp["degraded_steps"] = DEGRADED_STEPS
             self.cp["errors"] = int(self.cp.get("errors", 0)) + 1
             result = outcome_of_error(Phase.TRADING, error)
-            if isinstance(error, CircuitOpen):
+            if isinstance(error, CircuitOpen | OrderOutcomeUnknown):
                 # Mid-session an open circuit means "degraded", not "over": open positions still need managing,
-                # so the state machine retries (with backoff, bounded) instead of abandoning them.
+                # so the state machine retries (with backoff, bounded) instead of abandoning them. A lost order
+                # answer is resolved on the next step by looking the order up.
                 result = PhaseResult(Outcome(Phase.TRADING, OutcomeKind.TRANSIENT, "CircuitOpen", str(error)))
             self.ctx.events.emit(
                 "Trading", "ExchangeError", str(error), level="warning", metrics={"errors": self.cp["errors"]}
@@ -114,7 +115,8 @@ class TradingSession:
 
     async def _start(self) -> None:
         equity = await self._equity({})
-        now = await market_now_ms(self.ctx)
+        # The session starts with the candle forming now; its duration counts whole candles from there.
+        now = await market_now_ms(self.ctx) // self.tf * self.tf
         self.cp.update(
             started_ms=now,
             ends_ms=now + duration_ms(self.ctx.spec.session.duration),

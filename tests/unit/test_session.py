@@ -1,0 +1,250 @@
+"""The trading session on a scripted market: signals to orders, stops, degraded exchange, lost answers, resume.
+
+The market is a small in-memory exchange whose candles the test scripts; orders go through the real
+paper broker. (The real ccxt client against the simulator is covered in tests/integration.)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from traiding_adapters.client_ids import client_order_id
+from traiding_adapters.errors import ExchangeUnavailable, OrderOutcomeUnknown
+from traiding_adapters.exchange import Market, Order, OrderBook, OrderRequest, Ticker
+from traiding_adapters.paper import PaperBroker, PaperSettings
+
+from traiding.domain.candles import CandleCache, Candles
+from traiding.domain.statemachine import OutcomeKind
+from traiding.pipeline.context import RunContext
+from traiding.pipeline.events import EventLog, MemorySink
+from traiding.pipeline.session import TradingSession
+from traiding.resource import TradingRunSpec
+
+TF = 300_000
+T0 = 1_700_000_000_000 // TF * TF
+SYMBOL = "ETH/USDT"
+
+
+class ScriptedMarket:
+    """Candles revealed one at a time; the newest visible candle is still forming."""
+
+    exchange_id = "scripted"
+
+    def __init__(self, closes: list[float], lows: dict[int, float] | None = None, visible: int = 12) -> None:
+        self.close = np.asarray(closes, dtype=np.float64)
+        self.low = self.close * 0.999
+        for index, low in (lows or {}).items():
+            self.low[index] = low
+        self.visible = visible
+        self.fail_next: int = 0
+
+    def advance(self, candles: int = 1) -> None:
+        self.visible = min(self.visible + candles, len(self.close))
+
+    def _check(self) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise ExchangeUnavailable("scripted: 503 from the exchange")
+
+    @property
+    def price(self) -> float:
+        return float(self.close[self.visible - 1])
+
+    async def load_markets(self) -> dict[str, Market]:
+        return {SYMBOL: Market(symbol=SYMBOL, base="ETH", quote="USDT", min_notional=5.0, step_size=0.0001)}
+
+    async def fetch_ticker(self, symbol: str) -> Ticker:
+        self._check()
+        now = T0 + (self.visible - 1) * TF + TF // 2
+        return Ticker(symbol=symbol, timestamp=now, bid=self.price - 0.01, ask=self.price + 0.01, last=self.price)
+
+    async def fetch_order_book(self, symbol: str, limit: int = 100) -> OrderBook:
+        self._check()
+        return OrderBook(
+            symbol=symbol, timestamp=None, bids=((self.price - 0.01, 1e6),), asks=((self.price + 0.01, 1e6),)
+        )
+
+    async def fetch_ohlcv(self, symbol: str, timeframe: str, since_ms: int, until_ms: int) -> Candles:
+        self._check()
+        times = T0 + np.arange(self.visible, dtype=np.int64) * TF
+        keep = (times >= since_ms) & (times < until_ms)
+        close = self.close[: self.visible][keep]
+        return Candles(times[keep], close, close * 1.001, self.low[: self.visible][keep], close, np.ones(close.size))
+
+    async def server_time(self) -> int:
+        return T0 + self.visible * TF
+
+
+class AnswerLostBroker(PaperBroker):
+    """Places the order, then loses the answer once: what a timeout after acceptance looks like."""
+
+    lose_next = False
+
+    async def create_order(self, request: OrderRequest) -> Order:
+        order = await super().create_order(request)
+        if self.lose_next:
+            self.lose_next = False
+            raise OrderOutcomeUnknown("answer lost", request.client_order_id)
+        return order
+
+
+def make_context(
+    market: ScriptedMarket, tmp_path: Path, **risk: Any
+) -> tuple[RunContext, MemorySink, AnswerLostBroker]:
+    spec = TradingRunSpec.model_validate(
+        {
+            "market": {"symbols": [SYMBOL], "timeframe": "5m"},
+            "strategy": {"name": "sma-crossover", "params": {"fast": 2, "slow": 4}},
+            "risk": {"maxPositionFraction": 0.5, **risk},
+            "costs": {"feeRate": 0.001, "slippagePct": 0.0},
+            "session": {"duration": "2h"},
+        }
+    )
+    sink = MemorySink()
+    broker = AnswerLostBroker(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0.001, slippage_bps=0))
+    ctx = RunContext(
+        run_name="t",
+        run_uid="abc123",
+        spec=spec,
+        exchange=market,  # type: ignore[arg-type]
+        orders=broker,
+        events=EventLog("t", [sink]),
+        cache=CandleCache(tmp_path),
+        has_credentials=False,
+    )
+    return ctx, sink, broker
+
+
+def fills(sink: MemorySink) -> list[dict[str, Any]]:
+    return [e.metrics for e in sink.events if e.type == "OrderFilled"]
+
+
+# 12 flat candles of history, then a rise (fast SMA crosses above slow) and a fall (crosses below).
+FLAT, RISE, FALL = [100.0] * 12, [101.0, 103.0, 106.0, 108.0], [104.0, 99.0, 97.0, 96.0]
+
+
+async def test_signals_become_orders_with_deterministic_client_ids(tmp_path: Path) -> None:
+    market = ScriptedMarket(FLAT + RISE + FALL + [96.0] * 30)
+    ctx, sink, broker = make_context(market, tmp_path)
+    checkpoint: dict[str, Any] = {}
+    result = await TradingSession(ctx, checkpoint).step()  # learns the history, trades nothing yet
+    assert result.outcome.kind is OutcomeKind.RUNNING
+    assert fills(sink) == []
+    for _ in range(len(RISE) + len(FALL)):
+        market.advance()
+        await TradingSession(ctx, checkpoint).step()
+    sides = [(f["side"], f["client_order_id"]) for f in fills(sink)]
+    assert sides == [("buy", client_order_id("abc123", 0)), ("sell", client_order_id("abc123", 1))]
+    trade = checkpoint["session"]["trades"][0]
+    assert trade["reason"] == "signal"
+    assert trade["entry_price"] < trade["exit_price"] or trade["pnl"] < 0  # consistent sign either way
+    balances = await broker.fetch_balances()
+    assert balances["ETH"].total == pytest.approx(0.0, abs=1e-9)
+    # Sized from maxPositionFraction of equity at the signal candle's close; it fills at the next (higher) price.
+    buy = fills(sink)[0]
+    assert buy["amount"] * 101.0 == pytest.approx(5_000 / 1.001, rel=1e-3)  # the first rising close
+    assert buy["price"] > 101.0
+
+
+async def test_a_stop_loss_exits_on_the_candle_whose_low_reaches_it(tmp_path: Path) -> None:
+    closes = FLAT + RISE + [108.5, 108.7, 109.0] + [109.0] * 30
+    stop_candle = len(FLAT) + len(RISE) + 1
+    market = ScriptedMarket(closes, lows={stop_candle: 90.0})
+    ctx, _, _ = make_context(market, tmp_path, stopLossPct=5)
+    checkpoint: dict[str, Any] = {}
+    await TradingSession(ctx, checkpoint).step()
+    for _ in range(len(RISE) + 3):
+        market.advance()
+        await TradingSession(ctx, checkpoint).step()
+    reasons = [t["reason"] for t in checkpoint["session"]["trades"]]
+    assert reasons == ["stop_loss"]
+
+
+async def test_a_degraded_exchange_opens_no_new_position(tmp_path: Path) -> None:
+    market = ScriptedMarket(FLAT + RISE + FALL + [96.0] * 30)
+    ctx, sink, _ = make_context(market, tmp_path)
+    checkpoint: dict[str, Any] = {}
+    await TradingSession(ctx, checkpoint).step()
+    market.fail_next = 1
+    market.advance()
+    failed = await TradingSession(ctx, checkpoint).step()
+    assert failed.outcome.kind is OutcomeKind.TRANSIENT
+    for _ in range(len(RISE) + len(FALL)):
+        market.advance()
+        await TradingSession(ctx, checkpoint).step()
+    skipped = [e.message for e in sink.events if e.type == "EntrySkipped"]
+    assert skipped == [f"{SYMBOL}: exchange degraded (recent errors): no new positions until it recovers"]
+    assert fills(sink) == []
+
+
+async def test_a_degraded_exchange_still_closes_an_open_position(tmp_path: Path) -> None:
+    market = ScriptedMarket(FLAT + RISE + FALL + [96.0] * 30)
+    ctx, sink, _ = make_context(market, tmp_path)
+    checkpoint: dict[str, Any] = {}
+    await TradingSession(ctx, checkpoint).step()
+    for _ in range(len(RISE)):
+        market.advance()
+        await TradingSession(ctx, checkpoint).step()
+    assert [f["side"] for f in fills(sink)] == ["buy"]
+    market.fail_next = 1
+    market.advance()
+    assert (await TradingSession(ctx, checkpoint).step()).outcome.kind is OutcomeKind.TRANSIENT
+    for _ in range(2):  # the fall's second candle crosses below: the exit arrives while still degraded
+        market.advance()
+        await TradingSession(ctx, checkpoint).step()
+    assert checkpoint["session"]["degraded_steps"] > 0
+    assert [f["side"] for f in fills(sink)] == ["buy", "sell"]
+
+
+async def test_a_lost_order_answer_is_resolved_by_client_id_never_resent(tmp_path: Path) -> None:
+    market = ScriptedMarket(FLAT + RISE + [108.0] * 30)
+    ctx, _, broker = make_context(market, tmp_path)
+    checkpoint: dict[str, Any] = {}
+    await TradingSession(ctx, checkpoint).step()
+    broker.lose_next = True
+    outcomes = []
+    for _ in range(len(RISE) + 1):
+        market.advance()
+        outcomes.append((await TradingSession(ctx, checkpoint).step()).outcome.kind)
+    assert OutcomeKind.TRANSIENT in outcomes
+    assert checkpoint["session"]["pending"] is None
+    # exactly one order exists at the broker, and the session knows its position
+    assert len(broker._orders) == 1
+    assert checkpoint["session"]["positions"][SYMBOL]["amount"] > 0
+    assert checkpoint["session"]["seq"] == 1
+
+
+async def test_a_new_session_object_resumes_from_the_json_checkpoint(tmp_path: Path) -> None:
+    market = ScriptedMarket(FLAT + RISE + FALL + [96.0] * 30)
+    ctx, sink, _ = make_context(market, tmp_path)
+    checkpoint: dict[str, Any] = {}
+    await TradingSession(ctx, checkpoint).step()
+    for _ in range(len(RISE)):
+        market.advance()
+        await TradingSession(ctx, checkpoint).step()
+    restored = json.loads(json.dumps(checkpoint))  # what the cluster stores
+    for _ in range(len(FALL)):
+        market.advance()
+        await TradingSession(ctx, restored).step()
+    assert [f["side"] for f in fills(sink)] == ["buy", "sell"]
+    assert restored["session"]["seq"] == 2
+
+
+async def test_the_session_ends_after_its_duration_flat(tmp_path: Path) -> None:
+    market = ScriptedMarket(FLAT + RISE + [108.0] * 40)
+    ctx, _, broker = make_context(market, tmp_path)
+    checkpoint: dict[str, Any] = {}
+    kinds = []
+    for _ in range(40):
+        kinds.append((await TradingSession(ctx, checkpoint).step()).outcome.kind)
+        if kinds[-1] is OutcomeKind.PASSED:
+            break
+        market.advance()
+    assert kinds[-1] is OutcomeKind.PASSED
+    assert len(kinds) == 2 * 60 // 5 + 1  # 24 candles of 5m in 2h, plus the first step
+    assert [t["reason"] for t in checkpoint["session"]["trades"]] == ["session_end"]
+    assert (await broker.fetch_balances())["ETH"].total == pytest.approx(0.0, abs=1e-9)
