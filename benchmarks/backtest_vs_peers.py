@@ -15,9 +15,11 @@ its numba code):
 - vectorbt: `Portfolio.from_signals` with the signals shifted one candle and `price=open` (next-open
   fills), then `final_value()` and the trade count.
 
-Two rounds: "engine" gives every engine the same precomputed entry/exit arrays (only the backtest
+Three rounds: "engine" gives every engine the same precomputed entry/exit arrays (only the backtest
 differs); "end to end" lets each compute its SMAs and crossovers its own way (a check of our strategy's
-signals too). Then one million synthetic candles (a seeded random walk) through ours alone.
+signals too); "engine with a stop loss" checks our intrabar stop semantics (stop price, gaps through it,
+the fill candle itself) against backtesting.py's `sl=`. Then one million synthetic candles (a seeded
+random walk) through ours alone.
 
 Known differences, all within the 0.5 % equity target: backtesting.py trades whole satoshis (1e-8 BTC) and
 closes a position open at the end at the last candle's open (ours: its close); vectorbt leaves it open and
@@ -55,6 +57,8 @@ FEE = 0.001
 CAPITAL = 10_000.0
 FRACTION = 0.9999
 EQUITY_TOLERANCE = 0.005
+FRACTIONAL_UNIT = 1e-8  # FractionalBacktest's default unit: one satoshi
+STOP_LOSS_PCT = 1.0
 MIN_SPEEDUP_VS_BACKTESTING = 50.0
 SYNTHETIC_CANDLES = 1_000_000
 SYNTHETIC_BUDGET_S = 1.0
@@ -90,8 +94,10 @@ def our_config() -> BacktestConfig:
     return BacktestConfig(initial_capital=CAPITAL, fee_rate=FEE, position_fraction=FRACTION)
 
 
-def ours_engine(candles: Candles, entries: BoolArray, exits: BoolArray, repeats: int) -> Outcome:
-    config = our_config()
+def ours_engine(
+    candles: Candles, entries: BoolArray, exits: BoolArray, repeats: int, stop_loss_pct: float | None = None
+) -> Outcome:
+    config = our_config().model_copy(update={"stop_loss_pct": stop_loss_pct})
     seconds, result = timed(lambda: run_backtest(candles, entries, exits, config), repeats)
     return our_outcome(seconds, result)
 
@@ -136,8 +142,16 @@ def to_frame(candles: Candles) -> Any:
     )
 
 
-def backtesting_py(frame: Any, entries: BoolArray | None, exits: BoolArray | None, repeats: int) -> Outcome:
-    """backtesting.py with precomputed signals, or (both None) with its own SMA/crossover idiom."""
+def backtesting_py(
+    frame: Any, entries: BoolArray | None, exits: BoolArray | None, repeats: int, stop_loss_pct: float | None = None
+) -> Outcome:
+    """backtesting.py with precomputed signals, or (both None) with its own SMA/crossover idiom.
+
+    With `stop_loss_pct`, each entry order carries `sl=` at that distance below the fill price. The fill is the
+    next open, which backtesting.py only learns when the order fills, so the harness reads it from the data
+    (the engine itself sees nothing of the future). FractionalBacktest trades in satoshi units: its prices
+    are scaled by `FRACTIONAL_UNIT`, and so must the stop be.
+    """
     from backtesting import Strategy  # noqa: PLC0415
     from backtesting.lib import FractionalBacktest, crossover  # noqa: PLC0415
     from backtesting.test import SMA  # noqa: PLC0415
@@ -164,8 +178,15 @@ def backtesting_py(frame: Any, entries: BoolArray | None, exits: BoolArray | Non
                 if self.exit[-1]:
                     self.position.close()
             elif self.entry[-1] and not self.exit[-1]:
-                self.buy(size=FRACTION)
+                if stop_loss_pct is None:
+                    self.buy(size=FRACTION)
+                    return
+                if len(self.data) == len(opens):
+                    return  # a signal on the last candle never fills
+                fill = opens[len(self.data)]  # the next candle's open
+                self.buy(size=FRACTION, sl=fill * (1 - stop_loss_pct / 100) * FRACTIONAL_UNIT)
 
+    opens = frame["Open"].to_numpy()
     strategy = SmaCross if entries is None else GivenSignals
 
     def run() -> Any:
@@ -295,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
     rounds: list[tuple[str, list[Outcome]]] = [
         ("engine (same precomputed signals)", [ours_engine(candles, entries, exits, args.repeats)]),
         ("end to end (each engine computes its own SMA crossover)", [ours_end_to_end(candles, args.repeats)]),
+        (
+            f"engine with a {STOP_LOSS_PCT:g}% stop loss (same precomputed signals)",
+            [ours_engine(candles, entries, exits, args.repeats, stop_loss_pct=STOP_LOSS_PCT)],
+        ),
     ]
     try:
         import backtesting  # noqa: PLC0415
@@ -305,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         bt_repeats = min(args.repeats, 3)
         rounds[0][1].append(backtesting_py(frame, entries, exits, bt_repeats))
         rounds[1][1].append(backtesting_py(frame, None, None, bt_repeats))
+        rounds[2][1].append(backtesting_py(frame, entries, exits, bt_repeats, stop_loss_pct=STOP_LOSS_PCT))
     except ImportError as exc:
         print(f"backtesting.py unavailable ({exc}); install it with: .venv/bin/pip install backtesting pandas")
         checks.failed += 1
