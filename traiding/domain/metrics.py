@@ -10,6 +10,8 @@ Conventions (so figures compare with other tools and stay valid JSON):
 - CAGR uses the span from the first candle's open to the last candle's close; Calmar = CAGR / max drawdown.
 - The max drawdown duration is the longest time from a peak to the first candle back at or above it (or to
   the last candle when equity never recovered), in seconds and in candles.
+- Exposure counts the candles from each trade's entry candle to its exit candle, both included (as
+  backtesting.py counts them), over all candles.
 - Undefined values are None (JSON null), never NaN or infinity: no trades -> no win rate, expectancy or
   trade statistics; no losing trade -> no profit factor; constant equity -> no Sharpe or Sortino.
 """
