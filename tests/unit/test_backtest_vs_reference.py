@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from traiding.domain import backtest
 from traiding.domain.backtest import BacktestConfig, run_backtest
 from traiding.domain.candles import Candles
 
@@ -141,6 +142,38 @@ def test_random_signals_match_the_reference(seed: int, config: BacktestConfig) -
     exits = rng.random(n) < density
     trades = assert_same(candles, entries, exits, config)
     assert trades > 0  # the case exercised something
+
+
+def crossover_like_signals(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Entries and exits that alternate, as a crossover's do: a regime switching on and off at random."""
+    regime = np.cumsum(rng.random(n) < rng.uniform(0.02, 0.2)) % 2 == 1
+    previous = np.concatenate(([False], regime[:-1]))
+    return regime & ~previous, ~regime & previous
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: repr(c.model_dump(exclude_defaults=True)))
+@pytest.mark.parametrize("seed", range(6))
+def test_alternating_signals_match_the_reference(seed: int, config: BacktestConfig) -> None:
+    # Alternating signals never re-enter after a stop, so stops and targets take the vectorised path.
+    rng = np.random.default_rng(100 + seed)
+    n = int(rng.integers(200, 3000))
+    candles = random_candles(rng, n, gaps=seed % 2 == 0)
+    entries, exits = crossover_like_signals(rng, n)
+    assert assert_same(candles, entries, exits, config) > 0
+    if config.stop_loss_pct is not None or config.take_profit_pct is not None:
+        plain = backtest._boundaries_from_signals(candles, entries, exits)
+        assert backtest._cut_plain_trades(candles, entries, exits, plain, config) is not None
+
+
+def test_random_dense_entries_with_stops_take_the_per_trade_loop() -> None:
+    rng = np.random.default_rng(5)
+    n = 3000
+    candles = random_candles(rng, n)
+    entries, exits = rng.random(n) < 0.2, rng.random(n) < 0.01
+    config = BacktestConfig(stop_loss_pct=0.5)
+    plain = backtest._boundaries_from_signals(candles, entries, exits)
+    assert backtest._cut_plain_trades(candles, entries, exits, plain, config) is None  # re-entries after stops
+    assert assert_same(candles, entries, exits, config) > 20
 
 
 @pytest.mark.parametrize("config", CONFIGS[:4], ids=lambda c: repr(c.model_dump(exclude_defaults=True)))

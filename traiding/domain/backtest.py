@@ -26,8 +26,10 @@ against a plain per-candle loop):
   No fill can happen in the first candle, so `equity[0]` is always the initial capital.
 
 Speed is a feature (benchmarks/backtest_vs_peers.py): nothing loops over candles in Python. Without stops
-the trades come straight from the signals (the position is whatever the most recent signal says); with
-stops the loop runs once per trade and finds the stop candle with one numpy search over that trade's
+the trades come straight from the signals (the position is whatever the most recent signal says). Stops
+and targets only end those trades early, found for all trades at once, unless an entry signal follows an
+early exit within the same trade (a re-entry, which alternating signals such as crossovers never produce):
+then a loop runs once per trade and finds the stop candle with chunked numpy searches over that trade's
 candles. Equity compounds per trade with a cumulative product and the curve is filled per segment.
 """
 
@@ -238,6 +240,90 @@ def _boundaries_from_signals(candles: Candles, entries: BoolArray, exits: BoolAr
 
 
 def _boundaries_with_stops(
+    candles: Candles, entries: BoolArray, exits: BoolArray, config: BacktestConfig
+) -> _Boundaries:
+    """Trades cut short by a stop or target: vectorised when no trade re-enters after one, else per trade."""
+    plain = _boundaries_from_signals(candles, entries, exits)
+    cut = _cut_plain_trades(candles, entries, exits, plain, config)
+    return cut if cut is not None else _boundaries_per_trade(candles, entries, exits, config)
+
+
+def _cut_plain_trades(
+    candles: Candles, entries: BoolArray, exits: BoolArray, plain: _Boundaries, config: BacktestConfig
+) -> _Boundaries | None:
+    """The signal-only trades with their stop/target exits, all at once; None when that is not the answer.
+
+    A stop or target only ends a trade early. The answer differs from the signal-only trades cut short only
+    when an entry signal follows such an early exit before the trade's own exit signal (a re-entry the
+    signal-only trades never saw): then None, and the per-trade loop decides.
+    """
+    n = len(candles)
+    count = plain.entry_index.shape[0]
+    if count == 0:
+        return plain
+    fill = plain.entry_index
+    at_end = plain.reason == _END_OF_DATA
+    # The last candle whose range can reach the stop: the exit signal's candle, or the last candle.
+    last = np.where(at_end, n - 1, plain.exit_index - 1)
+    end = last + 1
+    entry_price = candles.open[fill] * (1.0 + config.slippage)
+    delta = np.zeros(n + 1, dtype=np.int64)
+    delta[fill] += 1
+    delta[end] -= 1
+    inside = np.cumsum(delta[:n]) > 0
+    started = np.zeros(n, dtype=np.int64)
+    started[fill] = 1
+    trade_id = np.maximum(np.cumsum(started) - 1, 0)
+
+    stop_at = end.copy()
+    stop = np.zeros(count)
+    if config.stop_loss_pct is not None:
+        stop = entry_price * (1.0 - config.stop_loss_pct / 100.0)
+        _first_per_trade(inside & (candles.low <= stop[trade_id]), trade_id, stop_at)
+    target_at = end.copy()
+    target = np.zeros(count)
+    if config.take_profit_pct is not None:
+        target = entry_price * (1.0 + config.take_profit_pct / 100.0)
+        # Only a target reached before the stop's candle counts: on that candle the stop is assumed first.
+        before_stop = np.arange(n) < stop_at[trade_id]
+        _first_per_trade(inside & before_stop & (candles.high >= target[trade_id]), trade_id, target_at)
+
+    by_target = target_at < stop_at
+    by_stop = ~by_target & (stop_at < end)
+    early_at = np.where(by_target, target_at, np.where(by_stop, stop_at, end))
+    early = early_at < end
+    if early.any():
+        # Would an entry signal between the early exit (its own close included) and `last` re-enter?
+        entry_ok, _ = _tradable(entries, exits)
+        seen = np.concatenate(([0], np.cumsum(entry_ok, dtype=np.int64)))
+        upto = np.minimum(last, n - 2) + 1
+        if bool((seen[upto[early]] - seen[early_at[early]] > 0).any()):
+            return None
+
+    exit_index = np.where(early, early_at, plain.exit_index)
+    raw_exit = plain.raw_exit_price.copy()
+    exit_open = candles.open[np.minimum(early_at, n - 1)]
+    raw_exit = np.where(by_stop, np.minimum(exit_open, stop), raw_exit)
+    raw_exit = np.where(by_target, np.maximum(exit_open, target), raw_exit)
+    reason = plain.reason.copy()
+    reason[by_stop] = _STOP_LOSS
+    reason[by_target] = _TAKE_PROFIT
+    return _Boundaries(fill, exit_index.astype(np.int64), raw_exit, reason)
+
+
+def _first_per_trade(hit: BoolArray, trade_id: IntArray, out: IntArray) -> None:
+    """Set `out[k]` to the first candle index where `hit` holds within trade k (trades with no hit keep theirs)."""
+    at = np.flatnonzero(hit)
+    if at.shape[0] == 0:
+        return
+    owner = trade_id[at]
+    first = np.empty(at.shape[0], dtype=np.bool_)
+    first[0] = True
+    np.not_equal(owner[1:], owner[:-1], out=first[1:])
+    out[owner[first]] = at[first]
+
+
+def _boundaries_per_trade(
     candles: Candles, entries: BoolArray, exits: BoolArray, config: BacktestConfig
 ) -> _Boundaries:
     """One iteration per trade: next entry, next exit signal, and a numpy search for the stop in between."""
