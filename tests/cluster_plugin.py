@@ -1,0 +1,179 @@
+"""pytest plugin: a real Kubernetes API server for tests marked ``k8s``.
+
+Enable it with ``pytest_plugins = ["tests.cluster_plugin"]`` in the root
+conftest. Fixtures:
+
+``kube_cluster`` (session)
+    A :class:`KubeCluster`. Which cluster is used, first match wins:
+
+    1. ``AI_TRAIDING_TEST_KUBECONFIG`` — an existing cluster's kubeconfig;
+    2. ``KUBECONFIG`` — e.g. a kind cluster in GitHub Actions, or the local
+       control plane after ``eval "$(scripts/cluster env)"``;
+    3. otherwise ``scripts/cluster up`` starts the local control plane (see
+       docs/cluster.md), building it first on a cold machine.
+
+    A cluster that this session started is stopped again at session end; one
+    that was already running is left running.
+``k8s_api`` (session)
+    A ``kubernetes.client.ApiClient`` for that cluster (cluster-admin).
+``k8s_namespace`` (function)
+    A fresh namespace (its name), deleted after the test.
+
+Set ``AI_TRAIDING_TEST_CLUSTER=local`` to ignore ``KUBECONFIG`` and always use
+the local control plane.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+REPO = Path(__file__).resolve().parent.parent
+CLUSTER_SCRIPT = REPO / "scripts" / "cluster"
+K8S_BUILD_GO_MOD = REPO / "scripts" / "k8s-build" / "go.mod"
+
+
+def pinned_kubernetes_version() -> str:
+    """The Kubernetes version that scripts/k8s-build builds, e.g. ``v1.37.2``."""
+    match = re.search(r"^\s*(?:require\s+)?k8s\.io/kubernetes (v\S+)", K8S_BUILD_GO_MOD.read_text(), re.M)
+    if match is None:
+        raise RuntimeError(f"no k8s.io/kubernetes version in {K8S_BUILD_GO_MOD}")
+    return match.group(1)
+
+
+@dataclass(frozen=True)
+class KubeCluster:
+    """A Kubernetes cluster the tests talk to."""
+
+    kubeconfig: Path
+    #: True when this is the control plane of scripts/cluster (whose version is pinned).
+    local: bool
+    #: True when this test session started it (and so stops it at the end).
+    started_here: bool
+
+    @property
+    def expected_version(self) -> str | None:
+        """The pinned gitVersion for the local control plane, None for others."""
+        return pinned_kubernetes_version() if self.local else None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "k8s: needs a real Kubernetes API server (fixture kube_cluster; see docs/cluster.md)"
+    )
+
+
+def _cluster(*args: str, capture: bool = False) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(CLUSTER_SCRIPT), *args],
+        stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
+
+
+def _local_state_kubeconfig() -> Path | None:
+    status = _cluster("status", capture=True)
+    for line in status.stdout.splitlines():
+        if line.startswith("KUBECONFIG="):
+            return Path(line.split("=", 1)[1])
+    return None
+
+
+@pytest.fixture(scope="session")
+def kube_cluster() -> Iterator[KubeCluster]:
+    given = os.environ.get("AI_TRAIDING_TEST_KUBECONFIG")
+    if not given and os.environ.get("AI_TRAIDING_TEST_CLUSTER") != "local":
+        given = os.environ.get("KUBECONFIG")
+    if given:
+        path = Path(given.split(os.pathsep)[0]).expanduser()
+        if not path.is_file():
+            pytest.fail(f"kubeconfig {path} (from the environment) does not exist")
+        local = path.resolve() == (_local_state_kubeconfig() or Path("/nonexistent")).resolve()
+        yield KubeCluster(kubeconfig=path, local=local, started_here=False)
+        return
+
+    was_running = _cluster("status").returncode == 0
+    up = _cluster("up", capture=True)
+    lines = up.stdout.strip().splitlines()
+    if up.returncode != 0 or not lines or not lines[-1].startswith("KUBECONFIG="):
+        pytest.fail(
+            f"`scripts/cluster up` failed (exit {up.returncode}):\n{up.stderr[-4000:]}\n{up.stdout[-2000:]}",
+            pytrace=False,
+        )
+    cluster = KubeCluster(
+        kubeconfig=Path(lines[-1].split("=", 1)[1]),
+        local=True,
+        started_here=not was_running,
+    )
+    try:
+        yield cluster
+    finally:
+        if cluster.started_here:
+            down = _cluster("down")
+            if down.returncode != 0:
+                print(f"`scripts/cluster down` failed:\n{down.stderr}", file=sys.stderr)
+
+
+@pytest.fixture(scope="session")
+def k8s_api(kube_cluster: KubeCluster) -> Iterator[ApiClient]:
+    """``kubernetes.client.ApiClient`` for :func:`kube_cluster`."""
+    from kubernetes import config  # noqa: PLC0415 - only tests marked k8s need the client
+
+    client: ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(kube_cluster.kubeconfig)
+    )
+    try:
+        yield client
+    finally:
+        client.close()  # type: ignore[no-untyped-call]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:30].strip("-") or "test"
+
+
+@pytest.fixture
+def k8s_namespace(k8s_api: ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace whose default ServiceAccount exists; deleted afterwards."""
+    from kubernetes import client  # noqa: PLC0415
+    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+    core = client.CoreV1Api(k8s_api)
+    name = f"t-{_slug(request.node.name)}-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"ai-traiding/test": "true"}))
+    )
+    # Pods are only admitted once the ServiceAccount controller made `default`.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            core.read_namespaced_service_account("default", name)
+            break
+        except ApiException as err:
+            if err.status != 404:
+                raise
+            time.sleep(0.2)
+    try:
+        yield name
+    finally:
+        try:
+            core.delete_namespace(name)
+        except ApiException as err:
+            if err.status != 404:
+                raise
