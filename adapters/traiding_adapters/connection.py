@@ -61,6 +61,7 @@ class ExchangeSettings:
     weight_limit: float | None = None  # per minute; None: what the exchange declares, else its default
     budget_safety: float = 0.9  # fraction of the limit we allow ourselves
     weight_window_s: float = 60.0  # the exchange's counting window (Binance: one minute)
+    max_pause_wait_s: float = 30.0  # a longer Retry-After (a ban) fails calls with RateLimited instead
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     order_lookup: RetryPolicy = field(default_factory=lambda: RetryPolicy(attempts=6, max_total_s=30.0))
     order_max_sends: int = 2

@@ -57,7 +57,12 @@ class ExchangeHub:
             budget = self._budgets.get(budget_key)
             if budget is None:
                 limit = chosen.weight_limit or default_weight_limit(client)
-                budget = WeightBudget(limit, safety=chosen.budget_safety, window_s=chosen.weight_window_s)
+                budget = WeightBudget(
+                    limit,
+                    safety=chosen.budget_safety,
+                    window_s=chosen.weight_window_s,
+                    max_pause_wait_s=chosen.max_pause_wait_s,
+                )
                 self._budgets[budget_key] = budget
             connection = Connection(
                 exchange_id, client, budget, chosen, credentials, learn_limit=chosen.weight_limit is None

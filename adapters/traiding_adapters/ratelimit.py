@@ -23,6 +23,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from traiding_adapters.errors import RateLimited
+
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -57,6 +59,7 @@ class WeightBudget:
         *,
         window_s: float = 60.0,
         safety: float = 0.9,
+        max_pause_wait_s: float = 30.0,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -65,6 +68,7 @@ class WeightBudget:
         self._limit = float(limit)
         self._safety = safety
         self._window_s = window_s
+        self._max_pause_wait_s = max_pause_wait_s
         self._clock = clock
         self._sleep = sleep
         self._entries: deque[Booking] = deque()
@@ -94,13 +98,23 @@ class WeightBudget:
         return sum(entry.weight for entry in self._entries)
 
     async def acquire(self, weight: float) -> Booking:
-        """Wait until `weight` fits, book it and return the booking for `release`."""
+        """Wait until `weight` fits, book it and return the booking for `release`.
+
+        Raises RateLimited instead of waiting when the exchange paused us (Retry-After, a ban) for longer
+        than `max_pause_wait_s`: a phase then fails in bounded time with the reason.
+        """
         waited = False
         async with self._lock:  # FIFO: asyncio.Lock wakes waiters in arrival order
             while True:
                 now = self._clock()
                 if now < self._paused_until:
                     delay = self._paused_until - now
+                    if delay > self._max_pause_wait_s:
+                        raise RateLimited(
+                            f"the exchange asked us to stop sending for {delay:.0f} more seconds (429/418 "
+                            "Retry-After); lower the number of runs sharing this key or their polling rate",
+                            retry_after_s=delay,
+                        )
                 else:
                     used = self._expire(now)
                     # a single call heavier than the whole budget still goes when nothing else is booked

@@ -6,6 +6,7 @@ import asyncio
 import random
 
 import pytest
+from traiding_adapters.errors import RateLimited
 from traiding_adapters.ratelimit import WeightBudget
 
 
@@ -102,6 +103,16 @@ async def test_pause_for_retry_after_blocks_everyone() -> None:
     start = time.now
     b.release(await b.acquire(1))
     assert time.now >= start + 30
+
+
+async def test_a_long_ban_fails_fast_with_the_reason() -> None:
+    time = FakeTime()
+    b = WeightBudget(1000, clock=time.clock, sleep=time.sleep, max_pause_wait_s=30)
+    b.pause_for(120)
+    with pytest.raises(RateLimited, match="stop sending for 120 more seconds") as info:
+        await b.acquire(1)
+    assert info.value.retry_after_s == pytest.approx(120)
+    assert time.sleeps == []
 
 
 async def test_single_call_heavier_than_budget_goes_when_idle() -> None:
