@@ -78,16 +78,23 @@ class CcxtExchange:
     # -- market data -----------------------------------------------------------------------------------
 
     async def load_markets(self, reload: bool = False) -> dict[str, Market]:
-        client = self._conn.client
+        """The spot markets with their filters; loaded once per connection (shared by every run)."""
+        connection = self._conn
+        if connection.markets is not None and not reload:
+            return connection.markets
+        client = connection.client
 
         async def load() -> dict[str, Any]:
-            async with self._conn.markets_lock:  # twenty runs starting together load them once
+            async with connection.markets_lock:  # twenty runs starting together load them once
                 if client.markets and not reload:
                     return dict(client.markets)
                 return dict(await client.load_markets(reload))
 
-        raw = await self._conn.call(load)
-        return {symbol: _market(client, market) for symbol, market in raw.items() if market.get("spot", True)}
+        raw = await connection.call(load)
+        connection.markets = {
+            symbol: _market(client, market) for symbol, market in raw.items() if market.get("spot", True)
+        }
+        return connection.markets
 
     async def market(self, symbol: str) -> Market:
         markets = await self.load_markets()
@@ -110,19 +117,33 @@ class CcxtExchange:
         return offset
 
     async def fetch_ohlcv(self, symbol: str, timeframe: str, since_ms: int, until_ms: int) -> Candles:
-        await self.market(symbol)
+        market = await self.market(symbol)
         client = self._conn.client
         is_binance = self.exchange_id in BINANCE_IDS
         limit = self._conn.settings.ohlcv_page_limit or (1000 if is_binance else 500)
+        market_id = client.market(market.symbol)["id"]
 
-        async def page(since: int, until_inclusive: int, size: int) -> list[list[Any]]:
+        async def binance_page(since: int, until_inclusive: int, size: int) -> list[list[Any]]:
+            # the implicit endpoint (same request path, signing, errors and budget as fetch_ohlcv) without
+            # ccxt's per-row parsing: numpy converts the rows' decimal strings in one go
+            request = {
+                "symbol": market_id,
+                "interval": timeframe,
+                "startTime": since,
+                "endTime": until_inclusive,
+                "limit": size,
+            }
+            rows = await self._conn.call(lambda: client.publicGetKlines(request))
+            return [row[:6] for row in rows]
+
+        async def unified_page(since: int, until_inclusive: int, size: int) -> list[list[Any]]:
             rows = await self._conn.call(
                 lambda: client.fetch_ohlcv(symbol, timeframe, since, size, {"until": until_inclusive})
             )
             return list(rows)
 
         return await fetch_all_pages(
-            page,
+            binance_page if is_binance else unified_page,
             since_ms=since_ms,
             until_ms=until_ms,
             timeframe_ms=timeframe_ms(timeframe),
@@ -131,7 +152,20 @@ class CcxtExchange:
         )
 
     async def fetch_ticker(self, symbol: str) -> Ticker:
-        raw = await self._conn.call(lambda: self._conn.client.fetch_ticker(symbol))
+        client = self._conn.client
+        if self.exchange_id in BINANCE_IDS:
+            market = await self.market(symbol)
+            market_id = client.market(market.symbol)["id"]
+            # the implicit endpoint fetch_ticker calls, without ccxt's 24h-statistics parsing
+            raw = await self._conn.call(lambda: client.publicGetTicker24hr({"symbol": market_id}))
+            return Ticker(
+                symbol=symbol,
+                timestamp=_int_or_none(raw.get("closeTime")),
+                bid=_float_or_none(raw.get("bidPrice")),
+                ask=_float_or_none(raw.get("askPrice")),
+                last=_float_or_none(raw.get("lastPrice")),
+            )
+        raw = await self._conn.call(lambda: client.fetch_ticker(symbol))
         return Ticker(
             symbol=symbol,
             timestamp=_int_or_none(raw.get("timestamp")),

@@ -26,6 +26,7 @@ from traiding_adapters.errors import (
     RateLimited,
     map_ccxt_error,
 )
+from traiding_adapters.exchange import Market
 from traiding_adapters.ratelimit import WeightBudget
 from traiding_adapters.retry import RetryPolicy, call_with_retries
 from traiding_adapters.weights import (
@@ -136,6 +137,7 @@ class Connection:
         )
         self.clock_offset: ClockOffset | None = None
         self.markets_lock = asyncio.Lock()
+        self.markets: dict[str, Market] | None = None
         self.references = 0
         self._learn_limit = learn_limit
         self._clock_lock = asyncio.Lock()

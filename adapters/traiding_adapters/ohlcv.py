@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from traiding.domain.candles import Candles
 
@@ -32,39 +33,35 @@ async def fetch_all_pages(
     """All candles with open time in [since_ms, until_ms) as `Candles`, ascending and unique."""
     if timeframe_ms <= 0 or limit <= 0:
         raise ValueError("timeframe_ms and limit must be positive")
-    rows: dict[int, tuple[float, float, float, float, float]] = {}
+    pages: list[npt.NDArray[np.float64]] = []
     cursor = since_ms
     while cursor < until_ms:
-        page = await fetch_page(cursor, until_ms - 1, limit)
-        last_time: int | None = None
-        for row in page:
-            if row[0] is None:
-                continue
-            open_time = int(row[0])
-            if cursor <= open_time < until_ms and open_time not in rows:
-                rows[open_time] = tuple(_number(value) for value in row[1:6])  # type: ignore[assignment]
-            last_time = open_time if last_time is None else max(last_time, open_time)
-        if last_time is None:
+        raw = await fetch_page(cursor, until_ms - 1, limit)
+        # None (a missing value) becomes NaN; rows are [time, open, high, low, close, volume]
+        page = np.array(raw, dtype=np.float64).reshape(-1, 6) if len(raw) else np.empty((0, 6))
+        page = page[~np.isnan(page[:, 0])]
+        if len(page) == 0:
             if empty_page_means_end:
                 break
             cursor += limit * timeframe_ms
             continue
-        cursor = max(cursor + timeframe_ms, last_time + timeframe_ms)
-    return candles_from_rows(rows)
+        times = page[:, 0].astype(np.int64)
+        pages.append(page[(times >= cursor) & (times < until_ms)])
+        cursor = max(cursor + timeframe_ms, int(times.max()) + timeframe_ms)
+    return candles_from_pages(pages)
 
 
-def candles_from_rows(rows: dict[int, tuple[float, float, float, float, float]]) -> Candles:
-    times = sorted(rows)
-    values = np.array([rows[t] for t in times], dtype=np.float64).reshape(len(times), 5)
+def candles_from_pages(pages: list[npt.NDArray[np.float64]]) -> Candles:
+    """One Candles of the pages' rows, ascending, the first copy of any repeated open time kept."""
+    rows = np.concatenate(pages) if pages else np.empty((0, 6))
+    times = rows[:, 0].astype(np.int64)
+    unique_times, first = np.unique(times, return_index=True)
+    rows = rows[first]
     return Candles(
-        time=np.array(times, dtype=np.int64),
-        open=values[:, 0].copy(),
-        high=values[:, 1].copy(),
-        low=values[:, 2].copy(),
-        close=values[:, 3].copy(),
-        volume=values[:, 4].copy(),
+        time=unique_times,
+        open=rows[:, 1].copy(),
+        high=rows[:, 2].copy(),
+        low=rows[:, 3].copy(),
+        close=rows[:, 4].copy(),
+        volume=rows[:, 5].copy(),
     )
-
-
-def _number(value: float | int | None) -> float:
-    return float("nan") if value is None else float(value)

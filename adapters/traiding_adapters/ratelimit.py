@@ -28,13 +28,13 @@ from traiding_adapters.errors import RateLimited
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
-_IN_FLIGHT = float("inf")
-
 
 @dataclass
 class Booking:
+    """Weight booked by one request; in flight until released."""
+
     weight: float
-    started: float  # when the window of this entry started; _IN_FLIGHT until released
+    released: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,11 @@ class WeightBudget:
         self._max_pause_wait_s = max_pause_wait_s
         self._clock = clock
         self._sleep = sleep
-        self._entries: deque[Booking] = deque()
+        # released weight as (window start, weight), oldest first: the clock is monotonic, so appending
+        # keeps the order and expiry only ever pops from the left
+        self._released: deque[tuple[float, float]] = deque()
+        self._released_sum = 0.0
+        self._in_flight_sum = 0.0
         self._lock = asyncio.Lock()
         self._paused_until = 0.0
         self._peak = 0.0
@@ -94,8 +98,7 @@ class WeightBudget:
             self._limit = float(limit)
 
     def used(self) -> float:
-        self._expire(self._clock())
-        return sum(entry.weight for entry in self._entries)
+        return self._expire(self._clock())
 
     async def acquire(self, weight: float) -> Booking:
         """Wait until `weight` fits, book it and return the booking for `release`.
@@ -119,8 +122,8 @@ class WeightBudget:
                     used = self._expire(now)
                     # a single call heavier than the whole budget still goes when nothing else is booked
                     if used + weight <= self.capacity or used == 0:
-                        entry = Booking(weight, _IN_FLIGHT)
-                        self._entries.append(entry)
+                        entry = Booking(weight)
+                        self._in_flight_sum += weight
                         self._requests += 1
                         self._total += weight
                         self._peak = max(self._peak, used + weight)
@@ -133,8 +136,11 @@ class WeightBudget:
 
     def release(self, entry: Booking) -> None:
         """The request of `entry` is answered (or failed): its window starts now."""
-        if entry.started == _IN_FLIGHT:
-            entry.started = self._clock()
+        if not entry.released:
+            entry.released = True
+            self._in_flight_sum -= entry.weight
+            self._released.append((self._clock(), entry.weight))
+            self._released_sum += entry.weight
 
     def observe_used_weight(self, used: int) -> None:
         """Take the exchange's reported weight for the current window if it exceeds ours."""
@@ -142,7 +148,8 @@ class WeightBudget:
         now = self._clock()
         ours = self._expire(now)
         if used > ours:
-            self._entries.append(Booking(used - ours, now))
+            self._released.append((now, used - ours))
+            self._released_sum += used - ours
             self._peak = max(self._peak, float(used))
 
     def pause_for(self, seconds: float) -> None:
@@ -164,16 +171,21 @@ class WeightBudget:
         )
 
     def _expire(self, now: float) -> float:
+        """Drop weight whose window has passed; the weight still counted (released and in flight)."""
         horizon = now - self._window_s
-        self._entries = deque(e for e in self._entries if e.started > horizon)
-        return sum(e.weight for e in self._entries)
+        released = self._released
+        while released and released[0][0] <= horizon:
+            self._released_sum -= released.popleft()[1]
+        if not released:
+            self._released_sum = 0.0  # no float drift survives an empty window
+        return self._released_sum + self._in_flight_sum
 
     def _time_until_free(self, now: float, excess: float) -> float:
-        """Seconds until entries of total weight >= `excess` leave the window (in-flight ones never do)."""
+        """Seconds until released weight >= `excess` leaves the window (in-flight weight never does)."""
         freed = 0.0
-        for entry in sorted((e for e in self._entries if e.started != _IN_FLIGHT), key=lambda e: e.started):
-            freed += entry.weight
+        for started, weight in self._released:
+            freed += weight
             if freed >= excess:
-                return entry.started + self._window_s - now
+                return started + self._window_s - now
         # what must leave is still in flight: check again shortly
         return 0.05

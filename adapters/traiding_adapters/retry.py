@@ -7,6 +7,8 @@ Order creation never goes through here: a lost answer to an order is resolved by
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -61,12 +63,27 @@ async def call_with_retries(
     *,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> T:
-    """`operation()` retried on transient errors per `policy`; the last error is re-raised unchanged."""
+    """`operation()` retried on transient errors per `policy`; the last error is re-raised unchanged.
+
+    The first try runs without any retry machinery (the common case costs nothing); only after a transient
+    failure does tenacity take over, waiting initial, 2x initial, 4x initial, ... (capped) plus jitter.
+    """
+    started = time.monotonic()
+    try:
+        return await operation()
+    except Exception as error:
+        if policy.attempts <= 1 or not is_transient(error):
+            raise
+        first_error = error
+    await sleep(policy.initial_wait_s + random.uniform(0, policy.jitter_s))
+    elapsed = time.monotonic() - started
+    if elapsed >= policy.max_total_s:
+        raise first_error
     retrying = AsyncRetrying(
         retry=retry_if_exception(is_transient),
-        stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.max_total_s),
+        stop=stop_after_attempt(policy.attempts - 1) | stop_after_delay(policy.max_total_s - elapsed),
         # tenacity's wait_exponential_jitter changed its parameters across versions; this sum is the same
-        wait=wait_exponential(multiplier=policy.initial_wait_s, max=policy.max_wait_s)
+        wait=wait_exponential(multiplier=policy.initial_wait_s * 2, max=policy.max_wait_s)
         + wait_random(0, policy.jitter_s),
         reraise=True,
         sleep=sleep,
