@@ -224,7 +224,7 @@ class Connection:
     async def call(self, operation: Callable[[], Awaitable[T]], *, retry: bool = True, signed: bool = False) -> T:
         """`operation` with retries on transient errors; signed calls get one clock re-sync on -1021."""
         if signed and self.clock_offset is None and self.client.has.get("fetchTime"):
-            await self.sync_clock()
+            await self.sync_clock(only_if_unknown=True)
 
         async def once() -> T:
             try:
@@ -240,9 +240,14 @@ class Connection:
             return await once()
         return await call_with_retries(once, self.settings.retry)
 
-    async def sync_clock(self, *, retry: bool = True) -> ClockOffset:
-        """Measure the exchange's clock offset and make ccxt sign with the exchange's time."""
+    async def sync_clock(self, *, retry: bool = True, only_if_unknown: bool = False) -> ClockOffset:
+        """Measure the exchange's clock offset and make ccxt sign with the exchange's time.
+
+        `only_if_unknown`: runs that queued up behind a measurement reuse it instead of repeating it.
+        """
         async with self._clock_lock:
+            if only_if_unknown and self.clock_offset is not None:
+                return self.clock_offset
 
             def measure() -> Awaitable[ClockOffset]:
                 return self.attempt(lambda: measure_offset(self._fetch_time, samples=self.settings.clock_samples))
