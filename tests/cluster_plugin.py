@@ -25,6 +25,8 @@ the local control plane.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import os
 import re
 import subprocess
@@ -95,27 +97,47 @@ def _local_state_kubeconfig() -> Path | None:
     return None
 
 
+def _up(config: pytest.Config) -> tuple[int, str, str]:
+    """Run ``scripts/cluster up``, showing its progress on the terminal (a cold machine builds first)."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    shown = capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
+    tail: collections.deque[str] = collections.deque(maxlen=80)
+    with shown:
+        print("\n[cluster_plugin] scripts/cluster up (builds Kubernetes first on a cold machine)", file=sys.stderr)
+        proc = subprocess.Popen(
+            [sys.executable, str(CLUSTER_SCRIPT), "up"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        for line in proc.stderr:
+            sys.stderr.write(line)
+            tail.append(line)
+        out = proc.stdout.read()
+        returncode = proc.wait()
+    return returncode, out, "".join(tail)
+
+
 @pytest.fixture(scope="session")
-def kube_cluster() -> Iterator[KubeCluster]:
+def kube_cluster(pytestconfig: pytest.Config) -> Iterator[KubeCluster]:
     given = os.environ.get("AI_TRAIDING_TEST_KUBECONFIG")
     if not given and os.environ.get("AI_TRAIDING_TEST_CLUSTER") != "local":
         given = os.environ.get("KUBECONFIG")
     if given:
         path = Path(given.split(os.pathsep)[0]).expanduser()
         if not path.is_file():
-            pytest.fail(f"kubeconfig {path} (from the environment) does not exist")
+            pytest.fail(f"kubeconfig {path} (from the environment) does not exist", pytrace=False)
         local = path.resolve() == (_local_state_kubeconfig() or Path("/nonexistent")).resolve()
         yield KubeCluster(kubeconfig=path, local=local, started_here=False)
         return
 
     was_running = _cluster("status").returncode == 0
-    up = _cluster("up", capture=True)
-    lines = up.stdout.strip().splitlines()
-    if up.returncode != 0 or not lines or not lines[-1].startswith("KUBECONFIG="):
-        pytest.fail(
-            f"`scripts/cluster up` failed (exit {up.returncode}):\n{up.stderr[-4000:]}\n{up.stdout[-2000:]}",
-            pytrace=False,
-        )
+    returncode, out, err = _up(pytestconfig)
+    lines = out.strip().splitlines()
+    if returncode != 0 or not lines or not lines[-1].startswith("KUBECONFIG="):
+        pytest.fail(f"`scripts/cluster up` failed (exit {returncode}):\n{err}\n{out}", pytrace=False)
     cluster = KubeCluster(
         kubeconfig=Path(lines[-1].split("=", 1)[1]),
         local=True,

@@ -8,6 +8,7 @@ garbage collection, namespace deletion and the Job/CronJob controllers.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 import uuid
@@ -318,6 +319,37 @@ def test_identity_without_rights_gets_403_until_bound(
             k8s_namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="nope"))
         )
     assert excinfo.value.status == 403
+
+
+def test_service_account_token_authenticates_and_rbac_limits_it(k8s_api: client.ApiClient, k8s_namespace: str) -> None:
+    """A token the API server signed for a ServiceAccount (as the operator's Pod gets) is accepted and
+    identifies that ServiceAccount, whose rights are only what RBAC grants it."""
+    core = client.CoreV1Api(k8s_api)
+    core.create_namespaced_service_account(
+        k8s_namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="robot"))
+    )
+    request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600))
+    status = core.create_namespaced_service_account_token("robot", k8s_namespace, request).status
+    assert status is not None and status.token
+
+    config = copy.copy(k8s_api.configuration)
+    config.cert_file = None
+    config.key_file = None
+    config.api_key = {"authorization": status.token}
+    config.api_key_prefix = {"authorization": "Bearer"}
+    with client.ApiClient(config) as as_robot:
+        review = client.AuthenticationV1Api(as_robot).create_self_subject_review(client.V1SelfSubjectReview())
+        assert review.status is not None and review.status.user_info is not None
+        assert review.status.user_info.username == f"system:serviceaccount:{k8s_namespace}:robot"
+
+        with pytest.raises(ApiException) as excinfo:
+            client.CoreV1Api(as_robot).list_namespaced_config_map(k8s_namespace)
+        assert excinfo.value.status == 403
+
+    config.api_key = {"authorization": status.token[:-4] + "AAAA"}  # a forged signature
+    with client.ApiClient(config) as forged, pytest.raises(ApiException) as excinfo:
+        client.CoreV1Api(forged).list_namespaced_config_map(k8s_namespace)
+    assert excinfo.value.status == 401
 
 
 def test_deleting_owner_garbage_collects_children(k8s_api: client.ApiClient, k8s_namespace: str) -> None:
