@@ -15,6 +15,8 @@ plus client certificates for the other components:
   (O=system:masters), ``kube-controller-manager``
   (CN=system:kube-controller-manager), ``kube-scheduler``
   (CN=system:kube-scheduler) and ``kwok`` (O=system:masters).
+* ``front-proxy-ca.crt`` and ``front-proxy-client.crt``/``.key`` for the
+  aggregation layer (``--requestheader-client-ca-file``, ``--proxy-client-*``).
 
 Only the ``cryptography`` package is needed. Usable as a module
 (:func:`generate`, :func:`write_kubeconfig`) and as a script::
@@ -43,6 +45,8 @@ CLIENTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "kube-scheduler": ("system:kube-scheduler", ()),
     "kwok": ("kwok-controller", ("system:masters",)),
 }
+
+FRONT_PROXY_CLIENT = "front-proxy-client"
 
 SERVING_DNS = (
     "localhost",
@@ -133,33 +137,36 @@ def _issue(
     return key, builder.sign(ca_key, hashes.SHA256())
 
 
+def _new_ca(common_name: str) -> tuple[PrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = _name(common_name)
+    usage = x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    cert = (
+        _builder(name, name, key)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
 def generate(directory: Path) -> None:
     """Write CA, serving cert, service-account keys and client certs into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
 
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name("ai-traiding-test-ca")
-    ca_cert = (
-        _builder(ca_name, ca_name, ca_key)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca_key, ca_cert = _new_ca("ai-traiding-test-ca")
     _write(directory / "ca.key", _key_pem(ca_key), private=True)
     _write(directory / "ca.crt", _cert_pem(ca_cert))
 
@@ -180,6 +187,15 @@ def generate(directory: Path) -> None:
         key, cert = _issue(ca_key, ca_cert, _name(common_name, orgs), ExtendedKeyUsageOID.CLIENT_AUTH)
         _write(directory / f"{stem}.key", _key_pem(key), private=True)
         _write(directory / f"{stem}.crt", _cert_pem(cert))
+
+    # Front proxy (aggregation layer): its own CA, and the client cert kube-apiserver presents to
+    # aggregated API servers; the other components read the CA from extension-apiserver-authentication.
+    proxy_ca_key, proxy_ca_cert = _new_ca("ai-traiding-front-proxy-ca")
+    _write(directory / "front-proxy-ca.key", _key_pem(proxy_ca_key), private=True)
+    _write(directory / "front-proxy-ca.crt", _cert_pem(proxy_ca_cert))
+    key, cert = _issue(proxy_ca_key, proxy_ca_cert, _name(FRONT_PROXY_CLIENT), ExtendedKeyUsageOID.CLIENT_AUTH)
+    _write(directory / "front-proxy-client.key", _key_pem(key), private=True)
+    _write(directory / "front-proxy-client.crt", _cert_pem(cert))
 
 
 def write_kubeconfig(path: Path, server: str, cert_dir: Path, user: str, context: str = "ai-traiding") -> None:
