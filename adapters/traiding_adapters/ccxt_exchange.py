@@ -92,7 +92,7 @@ class CcxtExchange:
 
         raw = await connection.call(load)
         connection.markets = {
-            symbol: _market(client, market) for symbol, market in raw.items() if market.get("spot", True)
+            symbol: market_from_ccxt(client, market) for symbol, market in raw.items() if market.get("spot", True)
         }
         return connection.markets
 
@@ -255,7 +255,7 @@ class CcxtExchange:
             retry=False,
             signed=True,
         )
-        return _order(raw, request.client_order_id)
+        return order_from_ccxt(raw, request.client_order_id)
 
     async def lookup_order(self, symbol: str, client_order_id: str) -> Order:
         """One attempt to read the order by client order id (OrderNotFound if the exchange lacks it)."""
@@ -265,7 +265,7 @@ class CcxtExchange:
             retry=False,
             signed=True,
         )
-        return _order(raw, client_order_id)
+        return order_from_ccxt(raw, client_order_id)
 
     async def fetch_order(self, symbol: str, *, client_order_id: str) -> Order:
         client = self._conn.client
@@ -273,7 +273,7 @@ class CcxtExchange:
             lambda: client.fetch_order(None, symbol, _client_id_params(self.exchange_id, client_order_id)),
             signed=True,
         )
-        return _order(raw, client_order_id)
+        return order_from_ccxt(raw, client_order_id)
 
     async def cancel_order(self, symbol: str, *, client_order_id: str) -> Order:
         """Cancel by client order id. Retried on transient errors: cancelling twice is harmless."""
@@ -282,7 +282,7 @@ class CcxtExchange:
             lambda: client.cancel_order(None, symbol, _client_id_params(self.exchange_id, client_order_id)),
             signed=True,
         )
-        return _order(raw, client_order_id)
+        return order_from_ccxt(raw, client_order_id)
 
     # -- health ------------------------------------------------------------------------------------------
 
@@ -346,7 +346,7 @@ def _client_id_params(exchange_id: str, client_order_id: str) -> dict[str, str]:
     return {"clientOrderId": client_order_id}
 
 
-def _market(client: Any, raw: dict[str, Any]) -> Market:
+def market_from_ccxt(client: Any, raw: dict[str, Any]) -> Market:
     precision = raw.get("precision") or {}
     limits = raw.get("limits") or {}
     amount_limits = limits.get("amount") or {}
@@ -378,7 +378,7 @@ def _market(client: Any, raw: dict[str, Any]) -> Market:
     )
 
 
-def _order(raw: dict[str, Any], client_order_id: str | None) -> Order:
+def order_from_ccxt(raw: dict[str, Any], client_order_id: str | None) -> Order:
     amount = _float_or_none(raw.get("amount")) or 0.0
     filled = _float_or_none(raw.get("filled")) or 0.0
     remaining = _float_or_none(raw.get("remaining"))

@@ -157,6 +157,8 @@ class Connection:
             config = {} if config is None else config
             weight = request_weight(client, api, method, path, params=params, config=config)
             booking = await self.budget.acquire(weight)
+            # a request that fails without an answer must not re-read an old answer's weight header
+            client.last_response_headers = None
             try:
                 response = await original_fetch2(path, api, method, params, config)
             except (ccxt.DDoSProtection, ccxt.RateLimitExceeded):
