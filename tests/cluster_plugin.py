@@ -29,6 +29,7 @@ import collections
 import contextlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -70,6 +71,32 @@ class KubeCluster:
     def expected_version(self) -> str | None:
         """The pinned gitVersion for the local control plane, None for others."""
         return pinned_kubernetes_version() if self.local else None
+
+    def tool(self, name: str) -> str:
+        """Path of ``kubectl``, ``helm``, ``actionlint``, ``kwok``...: the pinned build in the bin folder
+        of scripts/cluster when it is there (never /usr/bin/kubectl then), else whatever PATH has."""
+        built = tools_bin_dir() / name
+        if os.access(built, os.X_OK):
+            return str(built)
+        found = shutil.which(name)
+        if found is None:
+            pytest.fail(f"{name} not found; run scripts/cluster install", pytrace=False)
+        return found
+
+    def env(self) -> dict[str, str]:
+        """``os.environ`` with KUBECONFIG set to this cluster and the bin folder first on PATH."""
+        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig))
+        env["PATH"] = f"{tools_bin_dir()}{os.pathsep}{env.get('PATH', '')}"
+        return env
+
+
+def tools_bin_dir() -> Path:
+    """The versioned bin folder of scripts/cluster (AI_TRAIDING_BIN_DIR or the default)."""
+    override = os.environ.get("AI_TRAIDING_BIN_DIR")
+    if override:
+        return Path(override)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "ai-traiding" / "bin" / f"k8s-{pinned_kubernetes_version()}"
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -162,6 +163,19 @@ def test_version_is_pinned(kube_cluster: KubeCluster, k8s_api: client.ApiClient)
         pytest.skip(f"external cluster ({info.git_version}); only the local control plane is pinned")
     assert info.git_version == expected
     assert (info.major, info.minor) == tuple(expected.lstrip("v").split(".")[:2])
+
+
+def test_built_kubectl_matches_the_server(kube_cluster: KubeCluster) -> None:
+    if not kube_cluster.local:
+        pytest.skip("external cluster: its kubectl is not ours")
+    kubectl = kube_cluster.tool("kubectl")
+    assert not kubectl.startswith("/usr/bin/")
+    out = subprocess.run(
+        [kubectl, "version", "-o", "json"], env=kube_cluster.env(), capture_output=True, text=True, check=True
+    )
+    versions = json.loads(out.stdout)
+    assert versions["clientVersion"]["gitVersion"] == kube_cluster.expected_version
+    assert versions["serverVersion"]["gitVersion"] == kube_cluster.expected_version
 
 
 def test_unknown_fields_are_pruned(k8s_api: client.ApiClient, k8s_namespace: str, widget_crd: str) -> None:
