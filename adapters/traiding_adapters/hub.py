@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import weakref
 from collections.abc import Mapping
 
 from traiding_adapters.ccxt_exchange import CcxtExchange
@@ -97,12 +98,17 @@ class ExchangeHub:
             await connection.close()
 
 
-_default_hub: ExchangeHub | None = None
+_default_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ExchangeHub] = weakref.WeakKeyDictionary()
 
 
 def default_hub() -> ExchangeHub:
-    """The process's hub, created on first use."""
-    global _default_hub  # noqa: PLW0603 - one registry per process is the point
-    if _default_hub is None:
-        _default_hub = ExchangeHub()
-    return _default_hub
+    """The hub of the running event loop, created on first use.
+
+    One per loop, not per process: ccxt's HTTP sessions belong to the loop they were opened on (tests and
+    `asyncio.run` calls get a fresh loop each).
+    """
+    loop = asyncio.get_running_loop()
+    hub = _default_hubs.get(loop)
+    if hub is None:
+        hub = _default_hubs[loop] = ExchangeHub()
+    return hub

@@ -11,6 +11,7 @@ import ccxt.async_support as ccxt
 import pytest
 from traiding_adapters.connection import Connection, Credentials, ExchangeSettings
 from traiding_adapters.errors import AuthenticationFailed, CircuitOpen, ClockSkewError, ExchangeUnavailable
+from traiding_adapters.hub import default_hub
 from traiding_adapters.ratelimit import WeightBudget
 from traiding_adapters.retry import RetryPolicy
 
@@ -167,3 +168,13 @@ async def test_concurrent_signed_calls_measure_the_clock_once() -> None:
     conn = connection(client)
     await asyncio.gather(*(conn.call(lambda: client.public_get("account", 4), signed=True) for _ in range(10)))
     assert client.requests.count("time") == 1
+
+
+async def test_default_hub_is_one_per_event_loop() -> None:
+    assert default_hub() is default_hub()
+    other = await asyncio.to_thread(lambda: asyncio.run(_hub_of_a_new_loop()))
+    assert other is not default_hub()
+
+
+async def _hub_of_a_new_loop() -> object:
+    return default_hub()
