@@ -30,6 +30,7 @@ from typing import Any
 import aiohttp
 import ccxt.async_support as ccxt
 import numpy as np
+
 from traiding_adapters import ExchangeHub, ExchangeSettings
 from traiding_simulator import ccxt_config, client_urls
 

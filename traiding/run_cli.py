@@ -21,11 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
-from traiding_adapters.connection import Credentials
-from traiding_adapters.hub import ExchangeHub
-from traiding_adapters.paper import PaperBroker, PaperSettings
-from traiding_simulator import client_urls, run_simulator
-from traiding_simulator.config import ApiKeyConfig, DataSource, SimulatorConfig
 
 from traiding.domain.candles import CandleCache
 from traiding.domain.statemachine import Approval, Phase
@@ -37,6 +32,11 @@ from traiding.pipeline.events import EventLog, JsonlSink
 from traiding.pipeline.local import Progress, drive, load_status, save_status
 from traiding.pipeline.report_files import write_report_files
 from traiding.resource import Mode, SimulatorSpec, TradingRun, TradingRunStatus
+from traiding_adapters.connection import Credentials
+from traiding_adapters.hub import ExchangeHub
+from traiding_adapters.paper import PaperBroker, PaperSettings
+from traiding_simulator import client_urls, run_simulator
+from traiding_simulator.config import ApiKeyConfig, DataSource, SimulatorConfig
 
 API_KEY_ENV, API_SECRET_ENV = "TRAIDING_API_KEY", "TRAIDING_API_SECRET"
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import ccxt.async_support as ccxt
 import numpy as np
 import pytest
+
+from traiding.domain.candles import load_candles
 from traiding_adapters import (
     AuthenticationFailed,
     CcxtExchange,
@@ -30,8 +32,6 @@ from traiding_adapters import (
 )
 from traiding_simulator import ApiKeyConfig, DataSource, SimulatorConfig, ccxt_config, client_urls, run_simulator
 from traiding_simulator.server import Simulator
-
-from traiding.domain.candles import load_candles
 
 KEY = "test-key-0001"
 SECRET = "test-secret-0001-abcdefghijklmnop"

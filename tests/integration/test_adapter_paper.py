@@ -4,6 +4,7 @@ the live order book and never sends an order or reads the account."""
 from __future__ import annotations
 
 import pytest
+
 from traiding_adapters import (
     Credentials,
     ExchangeHub,

@@ -12,10 +12,10 @@ from typing import Any
 import ccxt.async_support as ccxt
 import pytest
 from pydantic import SecretStr
-from traiding_simulator import ApiKeyConfig, DataSource, SimulatorConfig, ccxt_config, client_urls, run_simulator
-from traiding_simulator.server import Simulator
 
 from traiding.domain.candles import load_candles
+from traiding_simulator import ApiKeyConfig, DataSource, SimulatorConfig, ccxt_config, client_urls, run_simulator
+from traiding_simulator.server import Simulator
 
 KEY, SECRET = "test-key", "test-secret"
 DEC_20_2020 = 1_608_422_400_000  # 2020-12-20T00:00Z: the 11 days after it hold two of BTC_USDT-5m's gaps

@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from multidict import CIMultiDictProxy
 from pydantic import SecretStr
+
 from traiding_simulator import ApiKeyConfig, SimulatorConfig, run_simulator, start_simulator_thread
 from traiding_simulator.auth import sign
 from traiding_simulator.server import Simulator

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 import yaml
-from traiding_simulator import DataSource, SimulatorConfig, ThreadedSimulator
 
 from traiding.cli import main
+from traiding_simulator import DataSource, SimulatorConfig, ThreadedSimulator
 
 REPO = Path(__file__).resolve().parents[2]
 EVENT_KEYS = {"time", "run", "phase", "type", "level", "message", "metrics"}

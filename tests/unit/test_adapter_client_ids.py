@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from traiding_adapters.client_ids import CLIENT_ORDER_ID_RE, client_order_id, is_valid_client_order_id
 
 

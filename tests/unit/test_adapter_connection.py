@@ -9,6 +9,7 @@ from typing import Any
 
 import ccxt.async_support as ccxt
 import pytest
+
 from traiding_adapters.connection import Connection, Credentials, ExchangeSettings
 from traiding_adapters.errors import AuthenticationFailed, CircuitOpen, ClockSkewError, ExchangeUnavailable
 from traiding_adapters.hub import default_hub

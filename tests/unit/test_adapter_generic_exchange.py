@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from traiding_adapters.ccxt_exchange import CcxtExchange
 from traiding_adapters.connection import Connection, Credentials, ExchangeSettings
 from traiding_adapters.ratelimit import WeightBudget

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from traiding_adapters.ccxt_exchange import market_from_ccxt, order_from_ccxt
 from traiding_adapters.exchange import Market
 

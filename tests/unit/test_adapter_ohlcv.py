@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
+
 from traiding_adapters.ohlcv import fetch_all_pages
 
 TF = 300_000  # 5m

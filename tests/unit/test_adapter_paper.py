@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from traiding_adapters.client_ids import client_order_id
 from traiding_adapters.errors import InsufficientFunds, InvalidOrder, OrderNotFound
 from traiding_adapters.exchange import OrderBook, OrderRequest, Ticker

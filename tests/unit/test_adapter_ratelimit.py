@@ -6,6 +6,7 @@ import asyncio
 import random
 
 import pytest
+
 from traiding_adapters.errors import RateLimited
 from traiding_adapters.ratelimit import WeightBudget
 

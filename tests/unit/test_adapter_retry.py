@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ccxt.async_support as ccxt
 import pytest
+
 from traiding_adapters.errors import (
     AuthenticationFailed,
     CircuitOpen,

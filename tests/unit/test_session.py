@@ -12,10 +12,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from traiding_adapters.client_ids import client_order_id
-from traiding_adapters.errors import ExchangeUnavailable, OrderOutcomeUnknown
-from traiding_adapters.exchange import Market, Order, OrderBook, OrderRequest, Ticker
-from traiding_adapters.paper import PaperBroker, PaperSettings
 
 from traiding.domain.candles import CandleCache, Candles
 from traiding.domain.statemachine import OutcomeKind
@@ -23,6 +19,10 @@ from traiding.pipeline.context import RunContext
 from traiding.pipeline.events import EventLog, MemorySink
 from traiding.pipeline.session import TradingSession
 from traiding.resource import TradingRunSpec
+from traiding_adapters.client_ids import client_order_id
+from traiding_adapters.errors import ExchangeUnavailable, OrderOutcomeUnknown
+from traiding_adapters.exchange import Market, Order, OrderBook, OrderRequest, Ticker
+from traiding_adapters.paper import PaperBroker, PaperSettings
 
 TF = 300_000
 T0 = 1_700_000_000_000 // TF * TF

@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 from pydantic import SecretStr
+
 from traiding_simulator.auth import KeyStore, sign, strip_signature
 from traiding_simulator.config import ApiKeyConfig
 from traiding_simulator.errors import BinanceError

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+
+from traiding.errors import UserError
 from traiding_simulator.cli import add_arguments, config_from_args, parse_key
 from traiding_simulator.config import DataSource, SimulatorConfig
 from traiding_simulator.loading import DataError, build_market, expand_sources, parse_data_argument
-
-from traiding.errors import UserError
 
 
 def parse(*argv: str) -> argparse.Namespace:

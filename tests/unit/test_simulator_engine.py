@@ -6,12 +6,12 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
+
+from traiding.domain.candles import Candles
 from traiding_simulator.config import SimulatorConfig
 from traiding_simulator.engine import Exchange
 from traiding_simulator.errors import BinanceError
 from traiding_simulator.market import MINUTE_MS, Market, Series, SymbolMarket
-
-from traiding.domain.candles import Candles
 
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % (5 * MINUTE_MS)
 FIVE = 5 * MINUTE_MS

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from traiding.domain.candles import Candles
 from traiding_simulator.market import (
     HOUR_MS,
     MINUTE_MS,
@@ -18,8 +20,6 @@ from traiding_simulator.market import (
     symbol_from_file_name,
     synthetic_candles,
 )
-
-from traiding.domain.candles import Candles
 
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % HOUR_MS  # an hour boundary
 FIVE_MIN = 5 * MINUTE_MS

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from traiding_simulator.errors import BinanceError
 from traiding_simulator.ratelimit import OrderCounter, WeightLimiter
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlparse
 
 import ccxt
+
 from traiding_simulator import ccxt_config, ccxt_options, client_urls
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from traiding_adapters.errors import clock_skew_message
-
 from traiding.domain.statemachine import Outcome, OutcomeKind, Phase
 from traiding.pipeline.context import PhaseResult, RunContext, failed, passed
+from traiding_adapters.errors import clock_skew_message
 
 
 async def run_api_check(ctx: RunContext, checkpoint: dict[str, Any]) -> PhaseResult:

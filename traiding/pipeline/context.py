@@ -6,15 +6,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from traiding_adapters.errors import ExchangeLayerError
-from traiding_adapters.exchange import Exchange, OrderApi
-
 from traiding.domain.candles import CandleCache
 from traiding.domain.statemachine import Outcome, OutcomeKind, Phase
 from traiding.domain.timeframes import timeframe_ms
 from traiding.errors import UserError
 from traiding.pipeline.events import EventLog
 from traiding.resource import Mode, TradingRunSpec
+from traiding_adapters.errors import ExchangeLayerError
+from traiding_adapters.exchange import Exchange, OrderApi
 
 
 @dataclass

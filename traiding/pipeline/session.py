@@ -20,9 +20,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from traiding_adapters.client_ids import client_order_id
-from traiding_adapters.errors import CircuitOpen, ExchangeLayerError, OrderNotFound, OrderOutcomeUnknown
-from traiding_adapters.exchange import Market, Order, OrderRequest
 
 from traiding.domain import risk
 from traiding.domain.candles import Candles
@@ -31,6 +28,9 @@ from traiding.domain.strategies import Strategy, get_strategy
 from traiding.domain.timeframes import duration_ms
 from traiding.pipeline.context import PhaseResult, RunContext, outcome_of_error
 from traiding.pipeline.history import market_now_ms
+from traiding_adapters.client_ids import client_order_id
+from traiding_adapters.errors import CircuitOpen, ExchangeLayerError, OrderNotFound, OrderOutcomeUnknown
+from traiding_adapters.exchange import Market, Order, OrderRequest
 
 MAX_POINTS = 600  # equity/price points kept in the checkpoint for the report
 MAX_TRADES = 500  # closed trades kept in the checkpoint (the event log has all of them)
