@@ -6,7 +6,7 @@ import copy
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -26,6 +26,7 @@ def crd_installed(k8s_api: Any) -> Iterator[None]:
     name = body["metadata"]["name"]
     try:
         current = ext.read_custom_resource_definition(name)
+        assert current.metadata is not None
         body["metadata"]["resourceVersion"] = current.metadata.resource_version
         ext.replace_custom_resource_definition(name, body)
     except ApiException as error:
@@ -34,7 +35,8 @@ def crd_installed(k8s_api: Any) -> Iterator[None]:
         ext.create_custom_resource_definition(body)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        conditions = ext.read_custom_resource_definition(name).status.conditions or []
+        status = ext.read_custom_resource_definition(name).status
+        conditions = (status.conditions if status else None) or []
         if any(c.type == "Established" and c.status == "True" for c in conditions):
             break
         time.sleep(0.2)
@@ -54,8 +56,12 @@ def run_body(name: str, **spec: Any) -> dict[str, Any]:
 
 def create(k8s_api: Any, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
     api = client.CustomObjectsApi(k8s_api)
-    created: dict[str, Any] = api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
-    return created
+    return cast(dict[str, Any], api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body))
+
+
+def get_run(k8s_api: Any, namespace: str, name: str) -> dict[str, Any]:
+    api = client.CustomObjectsApi(k8s_api)
+    return cast(dict[str, Any], api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
 
 
 def rejection(k8s_api: Any, namespace: str, body: dict[str, Any]) -> str:
@@ -121,7 +127,7 @@ def test_status_is_a_subresource_and_columns_show_phase_and_roi(
     api.patch_namespaced_custom_object(
         GROUP, VERSION, k8s_namespace, PLURAL, "columns", {"status": {"phase": "Trading"}}
     )
-    assert "status" not in api.get_namespaced_custom_object(GROUP, VERSION, k8s_namespace, PLURAL, "columns")
+    assert "status" not in get_run(k8s_api, k8s_namespace, "columns")
     api.patch_namespaced_custom_object_status(
         GROUP,
         VERSION,
@@ -130,7 +136,7 @@ def test_status_is_a_subresource_and_columns_show_phase_and_roi(
         "columns",
         {"status": {"phase": "Succeeded", "summary": {"roiPct": 1.25}}, "spec": {"mode": "live"}},
     )
-    obj = api.get_namespaced_custom_object(GROUP, VERSION, k8s_namespace, PLURAL, "columns")
+    obj = get_run(k8s_api, k8s_namespace, "columns")
     assert obj["status"]["phase"] == "Succeeded"
     assert obj["spec"]["mode"] == "dry-run"
 
