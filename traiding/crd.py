@@ -162,7 +162,8 @@ def build_crd() -> dict[str, Any]:
                             "properties": {
                                 "apiVersion": {"type": "string", "description": "API version."},
                                 "kind": {"type": "string", "description": "Kind: TradingRun."},
-                                "metadata": {"type": "object", "description": "Standard object metadata."},
+                                # The API server allows nothing but the type here (metadata is implicit).
+                                "metadata": {"type": "object"},
                                 "spec": spec_schema,
                                 "status": status_schema,
                             },

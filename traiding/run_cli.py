@@ -31,8 +31,9 @@ from traiding.pipeline.context import RunContext
 from traiding.pipeline.events import EventLog, JsonlSink
 from traiding.pipeline.local import Progress, drive, load_status, save_status
 from traiding.pipeline.report_files import write_report_files
-from traiding.resource import Mode, SimulatorSpec, TradingRun, TradingRunStatus
+from traiding.resource import Mode, SimulatorSpec, TradingRun, TradingRunSpec, TradingRunStatus
 from traiding_adapters.connection import Credentials
+from traiding_adapters.exchange import Exchange
 from traiding_adapters.hub import ExchangeHub
 from traiding_adapters.paper import PaperBroker, PaperSettings
 from traiding_simulator import client_urls, run_simulator
@@ -95,6 +96,19 @@ def _prepare_output(args: argparse.Namespace, run: TradingRun) -> tuple[Path, Tr
     return output, TradingRunStatus(checkpoint={"runUid": uuid.uuid4().hex[:12]})
 
 
+def paper_broker(spec: TradingRunSpec, exchange: Exchange, saved: dict[str, Any] | None) -> PaperBroker:
+    """The dry run's simulated account, on the run's capital, or as it was saved in the checkpoint."""
+    base_currencies = {symbol.split("/")[0]: 0.0 for symbol in spec.market.symbols}
+    broker = PaperBroker(
+        exchange,
+        {spec.capital.currency: spec.capital.initial, **base_currencies},
+        PaperSettings(fee_rate=spec.costs.feeRate, slippage_bps=spec.costs.slippagePct * 100),
+    )
+    if saved:
+        broker.restore(saved)
+    return broker
+
+
 async def _run(args: argparse.Namespace, run: TradingRun, output: Path, status: TradingRunStatus) -> TradingRunStatus:
     status_path = output / "status.json"
     run_uid = str(status.checkpoint["runUid"])
@@ -121,12 +135,7 @@ async def _run(args: argparse.Namespace, run: TradingRun, output: Path, status: 
         stack.push_async_callback(exchange.close)
         orders: Any = exchange
         if spec.mode is Mode.DRY_RUN:
-            base_ccy = {s.split("/")[0]: 0.0 for s in spec.market.symbols}
-            orders = PaperBroker(
-                exchange,
-                {spec.capital.currency: spec.capital.initial, **base_ccy},
-                PaperSettings(fee_rate=spec.costs.feeRate, slippage_bps=spec.costs.slippagePct * 100),
-            )
+            orders = paper_broker(spec, exchange, status.checkpoint.get("session", {}).get("paper"))
         ctx = RunContext(
             run_name=run.metadata.name,
             run_uid=run_uid,

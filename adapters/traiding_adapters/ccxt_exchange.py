@@ -26,6 +26,7 @@ from traiding_adapters.errors import (
 )
 from traiding_adapters.exchange import (
     Balance,
+    CircuitState,
     Fee,
     Health,
     KeyPermissions,
@@ -70,6 +71,10 @@ class CcxtExchange:
     @property
     def circuit(self) -> CircuitBreaker:
         return self._conn.circuit
+
+    @property
+    def circuit_state(self) -> CircuitState:
+        return self.circuit.state
 
     @property
     def connection(self) -> Connection:

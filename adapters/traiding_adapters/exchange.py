@@ -185,6 +185,11 @@ class Exchange(MarketData, OrderApi, Protocol):
 
     exchange_id: str
 
+    @property
+    def circuit_state(self) -> CircuitState:
+        """The circuit breaker's state, without a request: "closed" is healthy."""
+        ...
+
     async def load_markets(self) -> dict[str, Market]: ...
 
     async def server_time(self) -> int: ...

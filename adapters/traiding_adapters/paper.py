@@ -16,11 +16,11 @@ Client order ids work as on the exchange: creating an order whose id exists retu
 
 from __future__ import annotations
 
-import itertools
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from traiding_adapters.errors import InsufficientFunds, InvalidOrder, OrderNotFound
 from traiding_adapters.exchange import (
@@ -72,7 +72,7 @@ class PaperBroker:
         self._orders: dict[str, Order] = {}
         self._reserved: dict[str, tuple[str, float]] = {}  # client order id -> (currency, amount reserved)
         self._positions: dict[str, Position] = {}
-        self._ids = itertools.count(1)
+        self._next_id = 1
 
     # -- OrderApi --------------------------------------------------------------------------------------
 
@@ -131,6 +131,31 @@ class PaperBroker:
                 if updated.status == "closed":
                     filled.append(updated)
         return filled
+
+    # -- persistence -----------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole paper account as plain JSON, for the run's checkpoint (a dry run survives a restart)."""
+        version, internal, gauss = self._rng.getstate()
+        return {
+            "free": dict(self._account.free),
+            "used": dict(self._account.used),
+            "orders": [order.model_dump() for order in self._orders.values()],
+            "reserved": {cid: list(pair) for cid, pair in self._reserved.items()},
+            "positions": [position.model_dump() for position in self._positions.values()],
+            "next_id": self._next_id,
+            "rng": [version, list(internal), gauss],
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a `snapshot`: balances, orders (by client order id), positions and the fill dice."""
+        self._account = _Account(free=dict(state["free"]), used=dict(state["used"]))
+        self._orders = {o["client_order_id"]: Order.model_validate(o) for o in state["orders"]}
+        self._reserved = {cid: (pair[0], float(pair[1])) for cid, pair in state["reserved"].items()}
+        self._positions = {p["symbol"]: Position.model_validate(p) for p in state["positions"]}
+        self._next_id = int(state["next_id"])
+        version, internal, gauss = state["rng"]
+        self._rng.setstate((version, tuple(internal), gauss))
 
     # -- fills -----------------------------------------------------------------------------------------
 
@@ -279,7 +304,7 @@ class PaperBroker:
         self, request: OrderRequest, *, status: OrderStatus, filled: float, cost: float, fee: float, quote: str
     ) -> Order:
         return Order(
-            id=f"paper-{next(self._ids)}",
+            id=f"paper-{self._take_id()}",
             client_order_id=request.client_order_id,
             symbol=request.symbol,
             side=request.side,
@@ -294,6 +319,10 @@ class PaperBroker:
             fee=Fee(currency=quote, cost=fee),
             timestamp=self._clock_ms(),
         )
+
+    def _take_id(self) -> int:
+        self._next_id += 1
+        return self._next_id - 1
 
     def _get(self, symbol: str, client_order_id: str) -> Order:
         order = self._orders.get(client_order_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -140,14 +141,16 @@ def test_status_is_a_subresource_and_columns_show_phase_and_roi(
     assert obj["status"]["phase"] == "Succeeded"
     assert obj["spec"]["mode"] == "dry-run"
 
-    table = k8s_api.call_api(
-        f"/apis/{GROUP}/{VERSION}/namespaces/{k8s_namespace}/{PLURAL}",
+    # What `kubectl get tradingruns` shows: the server-side table built from the printer columns.
+    method, url, headers, _, _ = k8s_api.param_serialize(
         "GET",
+        f"/apis/{GROUP}/{VERSION}/namespaces/{k8s_namespace}/{PLURAL}",
         header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
-        response_type="object",
         auth_settings=["BearerToken"],
-        _return_http_data_only=True,
     )
+    response = k8s_api.call_api(method, url, headers)
+    response.read()
+    table = json.loads(response.data)
     names = [c["name"] for c in table["columnDefinitions"]]
     assert names == ["Name", "Phase", "Mode", "Strategy", "Symbols", "ROI", "Age"]
     row = table["rows"][0]["cells"]

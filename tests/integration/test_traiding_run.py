@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -154,3 +157,36 @@ def test_the_kill_switch_ends_the_session_flat_and_reports(tmp_path: Path, simul
     assert status["phases"]["Trading"]["message"].startswith("kill switch")
     positions = status["checkpoint"]["session"]["positions"]
     assert all(p["amount"] == 0 for p in positions.values())
+
+
+def test_a_killed_run_resumes_where_it_was(tmp_path: Path, simulator: ThreadedSimulator) -> None:
+    manifest = write_manifest(tmp_path, simulator, **{"session.duration": "1d"})
+    output = tmp_path / "out"
+    command = [str(REPO / ".venv" / "bin" / "traiding"), "run", str(manifest), "--output", str(output), "--quiet"]
+    process = subprocess.Popen([*command, "--cache", str(tmp_path / "cache")], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            status = json.loads((output / "status.json").read_text()) if (output / "status.json").exists() else {}
+            if len(status.get("checkpoint", {}).get("session", {}).get("equity", [])) >= 20:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the run never got into its trading session")
+    finally:
+        process.send_signal(signal.SIGKILL)  # no chance to clean up: what a crashed operator looks like
+        process.wait()
+    killed = json.loads((output / "status.json").read_text())
+    assert killed["phase"] == "Trading"
+
+    assert run_cli(manifest, output, "--resume") == 0
+    events = read_events(output)
+    assert [e["type"] for e in events].count("SessionStarted") == 1  # continued, not started again
+    ids = [e["metrics"]["client_order_id"] for e in events if e["type"] == "OrderFilled"]
+    assert len(ids) == len(set(ids))
+    status = json.loads((output / "status.json").read_text())
+    assert status["phase"] == "Succeeded"
+    assert status["checkpoint"]["session"]["started_ms"] == killed["checkpoint"]["session"]["started_ms"]
+    # The paper account came back with the run: the realised equity is the account's, not a fresh 10 000.
+    paper = status["checkpoint"]["session"]["paper"]
+    assert paper["free"]["USDT"] == pytest.approx(json.loads((output / "summary.json").read_text())["equity"])

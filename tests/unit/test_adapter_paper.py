@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from traiding_adapters.client_ids import client_order_id
@@ -150,3 +152,30 @@ async def test_unknown_order_and_bad_requests() -> None:
         await paper.create_order(
             OrderRequest(symbol="BTC/USDT", side="buy", type="limit", amount=1, client_order_id="no-price")
         )
+
+
+async def test_a_restored_snapshot_continues_exactly_where_the_account_was() -> None:
+    market = FakeMarket()
+    original = broker(market, partial_fill_probability=0.5, min_fill_ratio=0.2, seed=3)
+    for i in range(5):
+        await original.create_order(market_order("buy", 0.4, i))
+    limit = OrderRequest(
+        symbol="BTC/USDT", side="buy", type="limit", amount=0.1, price=50.0, client_order_id=client_order_id("run-1", 9)
+    )
+    await original.create_order(limit)  # rests, reserving funds
+    saved = json.loads(json.dumps(original.snapshot()))  # what the checkpoint stores
+
+    restored = broker(FakeMarket(), partial_fill_probability=0.5, min_fill_ratio=0.2, seed=999)
+    restored.restore(saved)
+    assert await restored.fetch_balances() == await original.fetch_balances()
+    assert await restored.fetch_positions() == await original.fetch_positions()
+    assert await restored.fetch_order("BTC/USDT", client_order_id=limit.client_order_id) == await original.fetch_order(
+        "BTC/USDT", client_order_id=limit.client_order_id
+    )
+    # The same dice and ids from here on: both accounts fill the next orders identically.
+    after_original = [await original.create_order(market_order("buy", 0.4, i)) for i in range(10, 14)]
+    after_restored = [await restored.create_order(market_order("buy", 0.4, i)) for i in range(10, 14)]
+    assert [(o.id, o.filled) for o in after_original] == [(o.id, o.filled) for o in after_restored]
+    # Cancelling the restored resting order gives its reserved funds back.
+    await restored.cancel_order("BTC/USDT", client_order_id=limit.client_order_id)
+    assert (await restored.fetch_balances())["USDT"].used == pytest.approx(0.0)

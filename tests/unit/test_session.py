@@ -33,6 +33,7 @@ class ScriptedMarket:
     """Candles revealed one at a time; the newest visible candle is still forming."""
 
     exchange_id = "scripted"
+    circuit_state = "closed"
 
     def __init__(self, closes: list[float], lows: dict[int, float] | None = None, visible: int = 12) -> None:
         self.close = np.asarray(closes, dtype=np.float64)

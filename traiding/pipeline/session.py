@@ -31,6 +31,7 @@ from traiding.pipeline.history import market_now_ms
 from traiding_adapters.client_ids import client_order_id
 from traiding_adapters.errors import CircuitOpen, ExchangeLayerError, OrderNotFound, OrderOutcomeUnknown
 from traiding_adapters.exchange import Market, Order, OrderRequest
+from traiding_adapters.paper import PaperBroker
 
 MAX_POINTS = 600  # equity/price points kept in the checkpoint for the report
 MAX_TRADES = 500  # closed trades kept in the checkpoint (the event log has all of them)
@@ -84,34 +85,52 @@ class TradingSession:
     # --- the step -------------------------------------------------------------------------------
     async def step(self) -> PhaseResult:
         try:
+            return await self._step()
+        finally:
+            if isinstance(self.ctx.orders, PaperBroker):
+                # The paper account is part of the run's state: a restarted driver restores it from here.
+                self.cp["paper"] = self.ctx.orders.snapshot()
+
+    async def _step(self) -> PhaseResult:
+        try:
             if not self.markets:
                 self.markets = await self.ctx.exchange.load_markets()
             if "started_ms" not in self.cp:
                 await self._start()
             await self._resolve_pending()
             done = await self._process_new_candles()
+            if done:
+                await self._close_all("session_end")
+                # The closing fills (fees, slippage) are part of the result: record the realised equity.
+                last_time = max(int(t) for t in self.cp["last_closed"].values()) + self.tf
+                self.cp["equity"].append([last_time, await self._equity(self.cp["last_prices"])])
             self.cp["degraded_steps"] = max(0, int(self.cp.get("degraded_steps", 0)) - 1)
         except ExchangeLayerError as error:
             self.cp["degraded_steps"] = DEGRADED_STEPS
             self.cp["errors"] = int(self.cp.get("errors", 0)) + 1
-            result = outcome_of_error(Phase.TRADING, error)
+            self.ctx.events.emit(
+                "Trading", "ExchangeError", str(error), level="warning", metrics={"errors": self.cp["errors"]}
+            )
             if isinstance(error, CircuitOpen | OrderOutcomeUnknown):
                 # Mid-session an open circuit means "degraded", not "over": open positions still need managing,
                 # so the state machine retries (with backoff, bounded) instead of abandoning them. A lost order
                 # answer is resolved on the next step by looking the order up.
-                result = PhaseResult(Outcome(Phase.TRADING, OutcomeKind.TRANSIENT, "CircuitOpen", str(error)))
-            self.ctx.events.emit(
-                "Trading", "ExchangeError", str(error), level="warning", metrics={"errors": self.cp["errors"]}
-            )
-            return PhaseResult(result.outcome, self._results())
+                outcome = Outcome(Phase.TRADING, OutcomeKind.TRANSIENT, type(error).__name__, str(error))
+                return PhaseResult(outcome, self._results())
+            return PhaseResult(outcome_of_error(Phase.TRADING, error).outcome, self._results())
         if done:
-            await self._close_all("session_end")
-            # The closing fills (fees, slippage) are part of the result: record the realised equity.
-            last_time = max(int(t) for t in self.cp["last_closed"].values()) + self.tf
-            self.cp["equity"].append([last_time, await self._equity(self.cp["last_prices"])])
             reason = self._risk().kill_reason if self._risk().killed else "session finished"
             return PhaseResult(Outcome(Phase.TRADING, OutcomeKind.PASSED, "SessionEnded", reason), self._results())
         return PhaseResult(Outcome(Phase.TRADING, OutcomeKind.RUNNING, "Trading", self._progress()), self._results())
+
+    def _degraded(self) -> str | None:
+        """Why the exchange counts as degraded (no new positions), or None."""
+        if int(self.cp.get("degraded_steps", 0)) > 0:
+            return "exchange degraded (recent errors): no new positions until it recovers"
+        circuit = self.ctx.exchange.circuit_state
+        if circuit != "closed":
+            return f"exchange degraded (circuit {circuit}): no new positions until it recovers"
+        return None
 
     async def _start(self) -> None:
         equity = await self._equity({})
@@ -202,8 +221,7 @@ class TradingSession:
     async def _buy(self, symbol: str, time: int) -> None:
         equity = await self._equity(self.cp["last_prices"])
         blocked = risk.entry_block_reason(self.limits, self._risk(), equity)
-        if blocked is None and int(self.cp.get("degraded_steps", 0)) > 0:
-            blocked = "exchange degraded (recent errors): no new positions until it recovers"
+        blocked = blocked or self._degraded()
         if blocked:
             self.ctx.events.emit("Trading", "EntrySkipped", f"{symbol}: {blocked}", level="warning")
             return
