@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -40,10 +40,11 @@ DEGRADED_STEPS = 3  # after a failed step, this many steps open no new positions
 
 @dataclass
 class Position:
-    amount: float = 0.0
-    entry_price: float = 0.0
+    amount: float = 0.0  # base currency held by this run (after fees charged in the base currency)
+    entry_price: float = 0.0  # volume-weighted fill price
     entry_time: int = 0
     stop: float | None = None
+    cost: float = 0.0  # quote currency spent on `amount`, fees included: the basis of the trade's PnL
 
 
 def limits_of(ctx: RunContext) -> risk.RiskLimits:
@@ -103,7 +104,7 @@ class TradingSession:
                 await self._close_all("session_end")
                 # The closing fills (fees, slippage) are part of the result: record the realised equity.
                 last_time = max(int(t) for t in self.cp["last_closed"].values()) + self.tf
-                self.cp["equity"].append([last_time, await self._equity(self.cp["last_prices"])])
+                self.cp["equity"].append([last_time, self._equity()])
             self.cp["degraded_steps"] = max(0, int(self.cp.get("degraded_steps", 0)) - 1)
         except ExchangeLayerError as error:
             self.cp["degraded_steps"] = DEGRADED_STEPS
@@ -133,13 +134,14 @@ class TradingSession:
         return None
 
     async def _start(self) -> None:
-        equity = await self._equity({})
+        equity = float(self.ctx.spec.capital.initial)
         # The session starts with the candle forming now; its duration counts whole candles from there.
         now = await market_now_ms(self.ctx) // self.tf * self.tf
         self.cp.update(
             started_ms=now,
             ends_ms=now + duration_ms(self.ctx.spec.session.duration),
             initial_equity=equity,
+            cash=equity,
             positions={},
             last_closed={},
             seq=0,
@@ -203,7 +205,7 @@ class TradingSession:
                 await self._sell(symbol, position, "signal", time)
         elif bool(signals.entries[-1]):
             await self._buy(symbol, time)
-        equity = await self._equity(self.cp["last_prices"])
+        equity = self._equity()
         _append_capped(self.cp["equity"], [time + self.tf, equity], MAX_POINTS)
         state = risk.observe_equity(self.limits, self._risk(), equity, time + self.tf)
         if state.killed and not self._risk().killed:
@@ -219,7 +221,7 @@ class TradingSession:
         return client_order_id(self.ctx.run_uid, sequence)
 
     async def _buy(self, symbol: str, time: int) -> None:
-        equity = await self._equity(self.cp["last_prices"])
+        equity = self._equity()
         blocked = risk.entry_block_reason(self.limits, self._risk(), equity)
         blocked = blocked or self._degraded()
         if blocked:
@@ -228,7 +230,8 @@ class TradingSession:
         market = self.markets[symbol]
         balances = await self.ctx.orders.fetch_balances()
         free = balances[market.quote].free if market.quote in balances else 0.0
-        budget = risk.position_budget(self.limits, equity, free)
+        # The run spends its own cash only, and never more than the account has free.
+        budget = risk.position_budget(self.limits, equity, min(free, float(self.cp["cash"])))
         price = float(self.cp["last_prices"][symbol])
         fee = self.ctx.spec.costs.feeRate
         amount = market.round_amount(budget / (price * (1 + fee) * (1 + self.ctx.spec.costs.slippagePct / 100)))
@@ -292,17 +295,27 @@ class TradingSession:
             self._apply_fill(order.symbol, order, int(self.cp["last_closed"].get(order.symbol, 0)), pending["reason"])
 
     def _apply_fill(self, symbol: str, order: Order, time: int, reason: str) -> None:
+        """Book a fill into the run's own cash and position (the account may hold other funds too)."""
+        market = self.markets[symbol]
         price = order.average or order.price or float(self.cp["last_prices"][symbol])
+        fee_quote = order.fee.cost if order.fee and order.fee.currency == market.quote else 0.0
+        fee_base = order.fee.cost if order.fee and order.fee.currency == market.base else 0.0
         position = self._position(symbol)
-        side: Literal["buy", "sell"] = order.side
-        if side == "buy":
-            amount = position.amount + order.filled
-            entry = (position.amount * position.entry_price + order.filled * price) / amount
-            self._set_position(symbol, Position(amount, entry, time, risk.stop_price(self.limits, entry)))
+        if order.side == "buy":
+            received = order.filled - fee_base
+            spent = order.cost + fee_quote
+            self.cp["cash"] = float(self.cp["cash"]) - spent
+            amount = position.amount + received
+            entry = (position.amount * position.entry_price + order.filled * price) / (position.amount + order.filled)
+            stop = risk.stop_price(self.limits, entry)
+            self._set_position(symbol, Position(amount, entry, time, stop, position.cost + spent))
             message = f"bought {order.filled:g} {symbol} at {price:.8g} ({order.client_order_id})"
         else:
-            fee_rate = self.ctx.spec.costs.feeRate
-            pnl = order.filled * (price * (1 - fee_rate) - position.entry_price * (1 + fee_rate))
+            proceeds = order.cost - fee_quote
+            self.cp["cash"] = float(self.cp["cash"]) + proceeds
+            sold = min(order.filled + fee_base, position.amount)
+            basis = position.cost * (sold / position.amount) if position.amount > 0 else 0.0
+            pnl = proceeds - basis
             trade = {
                 "symbol": symbol,
                 "entry_time": position.entry_time,
@@ -317,14 +330,16 @@ class TradingSession:
             self.cp["closed_trades"] = int(self.cp.get("closed_trades", 0)) + 1
             self.cp["wins"] = int(self.cp.get("wins", 0)) + (1 if pnl > 0 else 0)
             self.cp["losses"] = int(self.cp.get("losses", 0)) + (1 if pnl < 0 else 0)
-            remaining = max(position.amount - order.filled, 0.0)
-            step = self.markets[symbol].step_size or 0.0
-            self._set_position(
-                symbol,
-                Position()
-                if remaining <= step
-                else Position(remaining, position.entry_price, position.entry_time, position.stop),
-            )
+            remaining = position.amount - sold
+            if market.round_amount(remaining) <= 0:
+                self._set_position(symbol, Position())
+            else:
+                self._set_position(
+                    symbol,
+                    Position(
+                        remaining, position.entry_price, position.entry_time, position.stop, position.cost - basis
+                    ),
+                )
             message = f"sold {order.filled:g} {symbol} at {price:.8g} ({reason}), pnl {pnl:+.2f}"
         self.ctx.events.emit(
             "Trading",
@@ -332,7 +347,7 @@ class TradingSession:
             message,
             metrics={
                 "symbol": symbol,
-                "side": side,
+                "side": order.side,
                 "price": price,
                 "amount": order.filled,
                 "status": order.status,
@@ -347,15 +362,11 @@ class TradingSession:
                 await self._sell(symbol, position, reason, int(self.cp["last_closed"].get(symbol, 0)))
 
     # --- numbers --------------------------------------------------------------------------------
-    async def _equity(self, prices: dict[str, float]) -> float:
-        balances = await self.ctx.orders.fetch_balances()
-        quote = self.ctx.spec.capital.currency
-        equity = balances[quote].total if quote in balances else 0.0
-        for symbol in self.ctx.spec.market.symbols:
-            base = symbol.split("/")[0]
-            if base in balances and symbol in prices:
-                equity += balances[base].total * prices[symbol]
-        return float(equity)
+    def _equity(self) -> float:
+        """The run's equity: its cash plus its positions at the last closed prices."""
+        prices = self.cp["last_prices"]
+        held = sum(p["amount"] * prices.get(symbol, p["entry_price"]) for symbol, p in self.cp["positions"].items())
+        return float(self.cp["cash"]) + held
 
     def _progress(self) -> str:
         done = max(self.cp["last_closed"].get(s, self.cp["started_ms"]) for s in self.ctx.spec.market.symbols)
