@@ -365,7 +365,10 @@ class TradingSession:
     def _equity(self) -> float:
         """The run's equity: its cash plus its positions at the last closed prices."""
         prices = self.cp["last_prices"]
-        held = sum(p["amount"] * prices.get(symbol, p["entry_price"]) for symbol, p in self.cp["positions"].items())
+        held = sum(
+            float(p["amount"]) * float(prices.get(symbol, p["entry_price"]))
+            for symbol, p in self.cp["positions"].items()
+        )
         return float(self.cp["cash"]) + held
 
     def _progress(self) -> str:
