@@ -420,6 +420,12 @@ class ThreadedSimulator:
     def add_key(self, key: ApiKeyConfig | None = None, **fields: Any) -> ApiKeyConfig:
         return self._on_loop(lambda s: s.add_key(key, **fields))
 
+    def set_balances(self, balances: dict[str, Decimal | float | int | str], account: str = "main") -> None:
+        self._on_loop(lambda s: s.set_balances(balances, account))
+
+    def balances(self, account: str = "main") -> dict[str, tuple[Decimal, Decimal]]:
+        return self._on_loop(lambda s: s.balances(account))
+
     def set_clock(
         self, speed: float | None = None, time_offset_ms: int | None = None, replay_time: int | None = None
     ) -> dict[str, Any]:
