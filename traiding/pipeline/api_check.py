@@ -69,6 +69,15 @@ async def run_api_check(ctx: RunContext, checkpoint: dict[str, Any]) -> PhaseRes
             "the API key may withdraw funds: create a key without withdrawal permission for trading",
             results,
         )
+    if ctx.live and gate.refuseWithdrawalKeys and permissions.can_withdraw is None:
+        # Safety first: an unverifiable key is treated like one that can withdraw, unless the user says otherwise.
+        return failed(
+            Phase.API_CHECK,
+            "KeyPermissionsUnknown",
+            f"{exchange_id} does not tell whether the API key may withdraw ({permissions.source}); make sure it "
+            "cannot, then set gates.apiCheck.refuseWithdrawalKeys: false to accept the key",
+            results,
+        )
     if ctx.live and permissions.can_trade is False:
         return failed(
             Phase.API_CHECK, "KeyCannotTrade", "the API key has no spot trading permission: enable it", results
