@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from traiding.domain.strategies import get_strategy
 from traiding.errors import UserError
 from traiding.resource import TradingRun, field_path
 
@@ -24,9 +25,15 @@ def parse_manifest(document: object, source: str = "manifest") -> TradingRun:
     if not isinstance(document, dict):
         raise UserError(f"{source}: expected a TradingRun object, got {type(document).__name__}")
     try:
-        return TradingRun.model_validate(document)
+        run = TradingRun.model_validate(document)
     except ValidationError as exc:
         raise UserError(f"{source}: invalid TradingRun: {describe_validation_error(exc)}") from None
+    try:
+        # The schema cannot know each strategy's parameters; the registry does, and names the valid ones.
+        get_strategy(run.spec.strategy.name, run.spec.strategy.params)
+    except UserError as exc:
+        raise UserError(f"{source}: invalid TradingRun: spec.strategy: {exc}") from None
+    return run
 
 
 def load_manifest(path: Path) -> TradingRun:

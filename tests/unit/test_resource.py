@@ -149,3 +149,13 @@ def test_load_manifest_reports_yaml_and_shape_errors(tmp_path: Path) -> None:
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(manifest()))
     assert load_manifest(good).metadata.name == "t"
+
+
+def test_strategy_parameters_are_checked_against_the_registry() -> None:
+    with pytest.raises(UserError) as info:
+        parse_manifest(manifest(strategy={"name": "sma-crossover", "params": {"fast": 10, "slwo": 30}}), "run.yaml")
+    message = str(info.value)
+    assert message.startswith("run.yaml: invalid TradingRun: spec.strategy: ")
+    assert "'slwo'" in message and "valid parameters: fast" in message
+    with pytest.raises(UserError, match=r"available strategies: .*sma-crossover"):
+        parse_manifest(manifest(strategy={"name": "sma-cross"}), "run.yaml")

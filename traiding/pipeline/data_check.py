@@ -6,6 +6,7 @@ from typing import Any
 
 from traiding.domain.quality import QualityThresholds, check_quality, evaluate
 from traiding.domain.statemachine import Phase
+from traiding.domain.strategies import get_strategy
 from traiding.domain.timeframes import duration_ms, format_duration
 from traiding.pipeline.context import PhaseResult, RunContext, failed, passed
 from traiding.pipeline.history import decide_window, load_history
@@ -20,6 +21,8 @@ def thresholds_of(ctx: RunContext) -> QualityThresholds:
 
 
 async def run_data_check(ctx: RunContext, checkpoint: dict[str, Any]) -> PhaseResult:
+    # A manifest applied to the cluster passed the schema, not the strategy registry: check it before any fetch.
+    get_strategy(ctx.spec.strategy.name, ctx.spec.strategy.params)
     start_ms, end_ms = await decide_window(ctx, checkpoint)
     now_ms = int(checkpoint["history"]["now_ms"])
     thresholds = thresholds_of(ctx)
