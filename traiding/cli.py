@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "backtest": ("traiding.backtest_cli", "backtest a strategy on a candle file"),
     "simulator": ("traiding_simulator.cli", "serve a Binance-compatible exchange simulator on loopback"),
     "crd": ("traiding.crd_cli", "print the TradingRun CustomResourceDefinition"),
+    "operator": ("traiding_operator.cli", "run the Kubernetes operator"),
     "doctor": ("traiding.doctor_cli", "check an installation (libraries, exchange layer, cluster and CRD)"),
 }
 

@@ -18,25 +18,21 @@ import uuid
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from pydantic import SecretStr
 
 from traiding.domain.candles import CandleCache
-from traiding.domain.statemachine import Approval, Phase
-from traiding.domain.timeframes import duration_timedelta
+from traiding.domain.statemachine import Phase
 from traiding.errors import UserError
 from traiding.manifest import load_manifest
-from traiding.pipeline.context import RunContext
 from traiding.pipeline.events import EventLog, JsonlSink
 from traiding.pipeline.local import Progress, drive, load_status, save_status
 from traiding.pipeline.report_files import write_report_files
-from traiding.resource import Mode, SimulatorSpec, TradingRun, TradingRunSpec, TradingRunStatus
+from traiding.pipeline.wiring import RunIdentity, approval_of, market_speed, open_context, poll_seconds
+from traiding.resource import SimulatorSpec, TradingRun, TradingRunStatus
 from traiding_adapters.connection import Credentials
-from traiding_adapters.exchange import Exchange
 from traiding_adapters.hub import ExchangeHub
-from traiding_adapters.paper import PaperBroker, PaperSettings
-from traiding_simulator import client_urls, run_simulator
+from traiding_simulator import run_simulator
 from traiding_simulator.config import ApiKeyConfig, DataSource, SimulatorConfig
 
 API_KEY_ENV, API_SECRET_ENV = "TRAIDING_API_KEY", "TRAIDING_API_SECRET"
@@ -96,19 +92,6 @@ def _prepare_output(args: argparse.Namespace, run: TradingRun) -> tuple[Path, Tr
     return output, TradingRunStatus(checkpoint={"runUid": uuid.uuid4().hex[:12]})
 
 
-def paper_broker(spec: TradingRunSpec, exchange: Exchange, saved: dict[str, Any] | None) -> PaperBroker:
-    """The dry run's simulated account, on the run's capital, or as it was saved in the checkpoint."""
-    base_currencies = {symbol.split("/")[0]: 0.0 for symbol in spec.market.symbols}
-    broker = PaperBroker(
-        exchange,
-        {spec.capital.currency: spec.capital.initial, **base_currencies},
-        PaperSettings(fee_rate=spec.costs.feeRate, slippage_bps=spec.costs.slippagePct * 100),
-    )
-    if saved:
-        broker.restore(saved)
-    return broker
-
-
 async def _run(args: argparse.Namespace, run: TradingRun, output: Path, status: TradingRunStatus) -> TradingRunStatus:
     status_path = output / "status.json"
     run_uid = str(status.checkpoint["runUid"])
@@ -118,46 +101,39 @@ async def _run(args: argparse.Namespace, run: TradingRun, output: Path, status: 
     events = EventLog(run.metadata.name, [sink])
     hub = ExchangeHub()
     async with AsyncExitStack() as stack:
-        urls = None
-        speed = 1.0
+        base_url = None
         if spec.exchange.simulator is not None:
-            speed = spec.exchange.simulator.speed
             base_url = spec.exchange.simulator.url
             if base_url is None:
                 sim = await stack.enter_async_context(
                     run_simulator(_simulator_config(spec.exchange.simulator, args.manifest.resolve().parent))
                 )
                 base_url = sim.base_url
-                events.emit("Pending", "SimulatorStarted", f"exchange simulator on {base_url} at {speed:g}x")
-            urls = client_urls(base_url)
-        exchange = hub.get(spec.exchange.id, credentials, urls)
-        stack.push_async_callback(hub.close)
-        stack.push_async_callback(exchange.close)
-        orders: Any = exchange
-        if spec.mode is Mode.DRY_RUN:
-            orders = paper_broker(spec, exchange, status.checkpoint.get("session", {}).get("paper"))
-        ctx = RunContext(
-            run_name=run.metadata.name,
-            run_uid=run_uid,
-            spec=spec,
-            exchange=exchange,
-            orders=orders,
+                events.emit(
+                    "Pending", "SimulatorStarted", f"exchange simulator on {base_url} at {market_speed(spec):g}x"
+                )
+        stack.push_async_callback(hub.close)  # after the simulator's exit, so connections close before it stops
+        ctx = await open_context(
+            stack,
+            hub,
+            RunIdentity(run.metadata.name, run_uid),
+            spec,
+            credentials=credentials,
+            simulator_url=base_url,
             events=events,
             cache=_cache(args),
-            has_credentials=credentials is not None,
-            market_speed=speed,
+            checkpoint=status.checkpoint,
         )
         approval = None
         if args.approve_live:
             now = datetime.now(UTC)
-            approval = Approval(getpass.getuser(), now, now + duration_timedelta(spec.approval.ttl))
-        poll = max(0.2, min(30.0, ctx.timeframe_ms / 1000 / speed / 2))
+            approval = approval_of(getpass.getuser(), now, now, spec.approval.ttl)
         status = await drive(
             ctx,
             status,
             status_path,
             approval=approval,
-            poll_seconds=poll,
+            poll_seconds=poll_seconds(spec),
             progress=Progress(io.StringIO()) if args.quiet else Progress(),
         )
     sink.close()

@@ -1,0 +1,23 @@
+"""The operator's own configuration, from its environment (a Deployment sets these)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+SIMULATOR_URL_ENV = "TRAIDING_SIMULATOR_URL"
+CACHE_DIR_ENV = "TRAIDING_CACHE_DIR"
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    simulator_url: str | None  # for runs against the simulator whose spec names no URL
+    cache_dir: Path  # candle cache shared by the runs of this operator
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
+        env = os.environ if env is None else env
+        cache = env.get(CACHE_DIR_ENV) or str(Path.home() / ".cache" / "ai-traiding" / "candles")
+        return cls(simulator_url=env.get(SIMULATOR_URL_ENV) or None, cache_dir=Path(cache))

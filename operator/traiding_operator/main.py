@@ -1,0 +1,33 @@
+"""Running the operator: in-process (tests, embedding) or from `traiding operator`."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Collection
+
+import kopf
+
+import traiding_operator.handlers  # noqa: F401 - registers the handlers with kopf's default registry
+
+
+async def run_operator(
+    *,
+    namespaces: Collection[str] = (),
+    clusterwide: bool = False,
+    standalone: bool = True,
+    stop_flag: asyncio.Event | threading.Event | None = None,
+    ready_flag: asyncio.Event | threading.Event | None = None,
+) -> None:
+    """Serve TradingRuns in `namespaces` (or all, with `clusterwide`) until `stop_flag` is set.
+
+    `standalone` skips kopf's peering (leader-like coordination between operator replicas), which needs
+    kopf's peering CRDs; run one replica.
+    """
+    await kopf.operator(
+        standalone=standalone,
+        clusterwide=clusterwide,
+        namespaces=list(namespaces),
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+    )

@@ -1,0 +1,103 @@
+"""Status changes the operator makes itself, outside a phase's work: failing a run it cannot start
+(no credentials, no simulator), noting a spec change it does not apply, and tracking when it first saw
+an approval. Pure functions over `TradingRunStatus`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from traiding.domain.statemachine import Approval, Phase, check_transition
+from traiding.pipeline.wiring import approval_of
+from traiding.resource import Condition, TradingRunStatus
+from traiding_operator.annotations import approval_request, parse_time
+
+SPEC_CONDITION = "SpecApplied"
+APPROVAL_SEEN_KEY = "approvalSeen"  # checkpoint entry: who approved and when the operator first saw it
+
+
+def set_condition(status: TradingRunStatus, condition: Condition) -> None:
+    """Replace the condition of that type, keeping its transition time when its status did not change."""
+    old = next((c for c in status.conditions if c.type == condition.type), None)
+    if old is not None and old.status == condition.status:
+        condition = condition.model_copy(update={"lastTransitionTime": old.lastTransitionTime})
+    status.conditions = [*(c for c in status.conditions if c.type != condition.type), condition]
+
+
+def fail_status(
+    status: TradingRunStatus, now: datetime, reason: str, message: str, generation: int | None
+) -> TradingRunStatus:
+    """The run failed in its current phase for a reason outside the phase's work; a copy of the status."""
+    status = status.model_copy(deep=True)
+    phase = Phase(status.phase)
+    check_transition(phase, Phase.FAILED)
+    record = status.phases.get(phase)
+    if record is not None:
+        record.state, record.finishedAt, record.message = "Failed", now, message
+    status.phase, status.reason, status.message = Phase.FAILED.value, reason, message
+    status.observedGeneration = generation
+    status.startedAt = status.startedAt or now
+    status.finishedAt = now
+    set_condition(
+        status,
+        Condition(
+            type="Ready",
+            status="False",
+            reason=reason,
+            message=message,
+            lastTransitionTime=now,
+            observedGeneration=generation,
+        ),
+    )
+    return status
+
+
+def note_spec_generation(status: TradingRunStatus, generation: int | None, now: datetime) -> None:
+    """Say in a condition whether the object's spec is the one the run uses (the one it started with)."""
+    started = status.observedGeneration
+    if generation is None or started is None:
+        return
+    if generation == started:
+        condition = Condition(
+            type=SPEC_CONDITION,
+            status="True",
+            reason="AsStarted",
+            message=f"the run uses spec generation {started}",
+            lastTransitionTime=now,
+            observedGeneration=started,
+        )
+    else:
+        condition = Condition(
+            type=SPEC_CONDITION,
+            status="False",
+            reason="ChangedAfterStart",
+            message=(
+                f"spec generation {generation} is not applied: a run keeps the spec of generation {started} it "
+                "started with; create a new TradingRun to run the changed spec"
+            ),
+            lastTransitionTime=now,
+            observedGeneration=started,
+        )
+    set_condition(status, condition)
+
+
+def current_approval(
+    annotations: Mapping[str, str], checkpoint: dict[str, Any], now: datetime, ttl: str
+) -> Approval | None:
+    """The approval on the object, valid for `ttl` from when the operator first saw it.
+
+    The first-seen time is kept in the checkpoint so an operator restart does not extend an approval.
+    An `approved-at` in the future is not believed (it would make the approval not yet valid).
+    """
+    request = approval_request(annotations)
+    if request is None:
+        checkpoint.pop(APPROVAL_SEEN_KEY, None)
+        return None
+    seen = checkpoint.get(APPROVAL_SEEN_KEY)
+    first_seen = parse_time(str(seen.get("firstSeenAt", ""))) if isinstance(seen, dict) else None
+    if first_seen is None or not isinstance(seen, dict) or seen.get("approvedBy") != request.approved_by:
+        first_seen = now
+        checkpoint[APPROVAL_SEEN_KEY] = {"approvedBy": request.approved_by, "firstSeenAt": now.isoformat()}
+    approved_at = request.approved_at if request.approved_at is not None and request.approved_at <= now else first_seen
+    return approval_of(request.approved_by, approved_at, first_seen, ttl)
