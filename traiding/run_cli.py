@@ -23,13 +23,14 @@ from pydantic import SecretStr
 
 from traiding.domain.candles import CandleCache
 from traiding.domain.statemachine import Phase
+from traiding.domain.timeframes import duration_ms
 from traiding.errors import UserError
 from traiding.manifest import load_manifest
 from traiding.pipeline.events import EventLog, JsonlSink
 from traiding.pipeline.local import Progress, drive, load_status, save_status
 from traiding.pipeline.report_files import write_report_files
 from traiding.pipeline.wiring import RunIdentity, approval_of, market_speed, open_context, poll_seconds
-from traiding.resource import SimulatorSpec, TradingRun, TradingRunStatus
+from traiding.resource import TradingRun, TradingRunSpec, TradingRunStatus
 from traiding_adapters.connection import Credentials
 from traiding_adapters.hub import ExchangeHub
 from traiding_simulator import run_simulator
@@ -64,7 +65,9 @@ def _credentials(run: TradingRun) -> Credentials | None:
     return Credentials(api_key=key, secret=secret, source=f"${API_KEY_ENV}/${API_SECRET_ENV}")
 
 
-def _simulator_config(sim: SimulatorSpec, manifest_dir: Path) -> SimulatorConfig:
+def _simulator_config(spec: TradingRunSpec, manifest_dir: Path) -> SimulatorConfig:
+    sim = spec.exchange.simulator
+    assert sim is not None
     sources: list[DataSource] = []
     if sim.data:
         path = (manifest_dir / sim.data).resolve()
@@ -76,7 +79,20 @@ def _simulator_config(sim: SimulatorSpec, manifest_dir: Path) -> SimulatorConfig
     key, secret = os.environ.get(API_KEY_ENV), os.environ.get(API_SECRET_ENV)
     if key and secret:
         keys.append(ApiKeyConfig(key=key, secret=SecretStr(secret)))
-    return SimulatorConfig(data=sources, speed=sim.speed, seed=sim.seed, keys=keys, log_requests=False)
+    # A synthetic market long enough for the run: the lookback before the replay starts, the session after it.
+    day_ms = 86_400_000
+    lookback_days = -(-duration_ms(spec.gates.dataCheck.lookback) // day_ms) + 1
+    days = lookback_days + -(-duration_ms(spec.session.duration) // day_ms) + 2
+    return SimulatorConfig(
+        data=sources,
+        speed=sim.speed,
+        seed=sim.seed,
+        keys=keys,
+        log_requests=False,
+        synthetic_symbols={symbol: 100.0 for symbol in spec.market.symbols},
+        synthetic_days=min(days, 365),
+        start_fraction=min(lookback_days / days, 1.0),
+    )
 
 
 def _prepare_output(args: argparse.Namespace, run: TradingRun) -> tuple[Path, TradingRunStatus]:
@@ -106,7 +122,7 @@ async def _run(args: argparse.Namespace, run: TradingRun, output: Path, status: 
             base_url = spec.exchange.simulator.url
             if base_url is None:
                 sim = await stack.enter_async_context(
-                    run_simulator(_simulator_config(spec.exchange.simulator, args.manifest.resolve().parent))
+                    run_simulator(_simulator_config(spec, args.manifest.resolve().parent))
                 )
                 base_url = sim.base_url
                 events.emit(

@@ -35,6 +35,7 @@ from traiding_adapters.exchange import (
 )
 
 _EPSILON = 1e-12
+KEPT_FINISHED_ORDERS = 50  # finished orders a snapshot keeps for lookups by client order id
 
 
 @dataclass(frozen=True)
@@ -140,12 +141,19 @@ class PaperBroker:
         return {
             "free": dict(self._account.free),
             "used": dict(self._account.used),
-            "orders": [order.model_dump() for order in self._orders.values()],
+            "orders": [order.model_dump() for order in self._kept_orders()],
             "reserved": {cid: list(pair) for cid, pair in self._reserved.items()},
             "positions": [position.model_dump() for position in self._positions.values()],
             "next_id": self._next_id,
             "rng": [version, list(internal), gauss],
         }
+
+    def _kept_orders(self) -> list[Order]:
+        """Open orders and the most recent finished ones: enough to resolve any order a restart may ask about,
+        while a long session's checkpoint stays small (it lives in the object's status)."""
+        orders = list(self._orders.values())
+        recent = {o.client_order_id for o in [o for o in orders if o.status != "open"][-KEPT_FINISHED_ORDERS:]}
+        return [o for o in orders if o.status == "open" or o.client_order_id in recent]
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from a `snapshot`: balances, orders (by client order id), positions and the fill dice."""

@@ -9,7 +9,7 @@ import pytest
 from traiding_adapters.client_ids import client_order_id
 from traiding_adapters.errors import InsufficientFunds, InvalidOrder, OrderNotFound
 from traiding_adapters.exchange import OrderBook, OrderRequest, Ticker
-from traiding_adapters.paper import PaperBroker, PaperSettings
+from traiding_adapters.paper import KEPT_FINISHED_ORDERS, PaperBroker, PaperSettings
 
 
 class FakeMarket:
@@ -179,3 +179,24 @@ async def test_a_restored_snapshot_continues_exactly_where_the_account_was() -> 
     # Cancelling the restored resting order gives its reserved funds back.
     await restored.cancel_order("BTC/USDT", client_order_id=limit.client_order_id)
     assert (await restored.fetch_balances())["USDT"].used == pytest.approx(0.0)
+
+
+async def test_a_snapshot_keeps_open_orders_and_only_the_recent_finished_ones() -> None:
+    market = FakeMarket()
+    market.depth = 1e9
+    paper = broker(market)
+    for i in range(120):
+        await paper.create_order(market_order("buy", 0.001, i))
+    resting = OrderRequest(
+        symbol="BTC/USDT",
+        side="buy",
+        type="limit",
+        amount=0.1,
+        price=1.0,
+        client_order_id=client_order_id("run-1", 999),
+    )
+    await paper.create_order(resting)
+    kept = {o["client_order_id"] for o in paper.snapshot()["orders"]}
+    assert resting.client_order_id in kept
+    assert len(kept) == KEPT_FINISHED_ORDERS + 1
+    assert client_order_id("run-1", 119) in kept and client_order_id("run-1", 0) not in kept
