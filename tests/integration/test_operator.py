@@ -15,17 +15,16 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-import yaml
 from kubernetes import client
 from pydantic import SecretStr
 
 from tests.cluster_plugin import KubeCluster
+from tests.integration.example_runs import example_run
 from tests.integration.test_crd_apiserver import crd_installed  # noqa: F401 - the fixture installs the CRD
 from traiding_simulator import ApiKeyConfig, DataSource, SimulatorConfig, ThreadedSimulator
 
 pytestmark = [pytest.mark.k8s, pytest.mark.usefixtures("crd_installed")]
 
-REPO = Path(__file__).resolve().parents[2]
 GROUP, VERSION, PLURAL = "traiding.io", "v1alpha1", "tradingruns"
 KEY, SECRET = "operator-key-1", "operator-secret-value-9f3b"
 RUN_TIMEOUT = 240.0  # a 6h session at 3000x trades for ~7 s; the rest is data, backtest and API checks
@@ -109,17 +108,8 @@ def simulator(shared_data: Path) -> Iterator[ThreadedSimulator]:
 
 def manifest(name: str, sim: ThreadedSimulator, **overrides: Any) -> dict[str, Any]:
     """examples/dry-run.yaml against `sim` at 3000x with a 6h session, plus dotted-path overrides."""
-    document = cast(dict[str, Any], yaml.safe_load((REPO / "examples" / "dry-run.yaml").read_text()))
+    document = example_run(sim.base_url, **overrides)
     document["metadata"] = {"name": name}
-    spec = document["spec"]
-    spec["exchange"]["simulator"] = {"url": sim.base_url, "speed": 3000}
-    spec["session"] = {"duration": "6h"}
-    for dotted, value in overrides.items():
-        node = spec
-        *parents, last = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[last] = value
     return document
 
 

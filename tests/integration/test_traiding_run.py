@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.integration.example_runs import example_run
 from traiding.cli import main
 from traiding_simulator import DataSource, SimulatorConfig, ThreadedSimulator
 
@@ -32,18 +33,8 @@ def simulator(shared_data: Path) -> Iterator[ThreadedSimulator]:
 
 
 def write_manifest(tmp_path: Path, sim: ThreadedSimulator, **overrides: Any) -> Path:
-    document = yaml.safe_load((REPO / "examples" / "dry-run.yaml").read_text())
-    spec = document["spec"]
-    spec["exchange"]["simulator"] = {"url": sim.base_url, "speed": 3000}
-    spec["session"] = {"duration": "6h"}
-    for dotted, value in overrides.items():
-        node = spec
-        *parents, last = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[last] = value
     path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(document))
+    path.write_text(yaml.safe_dump(example_run(sim.base_url, **overrides)))
     return path
 
 
