@@ -65,7 +65,10 @@ class ExchangeSettings:
     max_pause_wait_s: float = 30.0  # a longer Retry-After (a ban) fails calls with RateLimited instead
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     order_lookup: RetryPolicy = field(default_factory=lambda: RetryPolicy(attempts=6, max_total_s=30.0))
-    order_max_sends: int = 2
+    # 1: an order the exchange says does not exist after a lost answer is NOT sent again in the same call.
+    # Binance rejects a reused client order id only while that order is open, so a delayed first copy that
+    # fills and a resend could both execute; the caller looks the id up again later instead.
+    order_max_sends: int = 1
     order_settle_s: float = 0.2
     failure_threshold: int = 5
     cool_down_s: float = 15.0

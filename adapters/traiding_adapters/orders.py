@@ -3,8 +3,9 @@
 An order is sent once. If the answer is lost (timeout, connection reset, 5xx) the order may or may not exist,
 so instead of sending again we ask the exchange for the order by its client order id (a read, retried):
 - found: that is our order, return it;
-- the exchange says it does not exist (-2013): only now may it be sent again, with the SAME client order id
-  (so a late-arriving first copy and the second collide as a duplicate instead of both executing);
+- the exchange says it does not exist (-2013): by default (`max_sends=1`) the call fails as not placed and
+  the caller decides later, after looking the id up again; with `max_sends > 1` it is sent again with the
+  SAME client order id (safe only where the exchange rejects any reused id, not just open ones);
 - the lookup itself keeps failing: `OrderOutcomeUnknown`, and the caller must not send a new order.
 A "duplicate order" answer means an order with our id exists: it is resolved by the same lookup.
 """

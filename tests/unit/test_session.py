@@ -7,6 +7,7 @@ paper broker. (The real ccxt client against the simulator is covered in tests/in
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +15,20 @@ import numpy as np
 import pytest
 
 from traiding.domain.candles import CandleCache, Candles
-from traiding.domain.statemachine import OutcomeKind
+from traiding.domain.statemachine import OutcomeKind, Phase
 from traiding.pipeline.context import RunContext
 from traiding.pipeline.events import EventLog, MemorySink
+from traiding.pipeline.runner import advance
 from traiding.pipeline.session import TradingSession
-from traiding.resource import TradingRunSpec
+from traiding.resource import PhaseRecord, TradingRunSpec, TradingRunStatus
 from traiding_adapters.client_ids import client_order_id
-from traiding_adapters.errors import ExchangeUnavailable, OrderOutcomeUnknown
+from traiding_adapters.errors import CircuitOpen, ExchangeUnavailable, InvalidOrder, OrderOutcomeUnknown
 from traiding_adapters.exchange import Market, Order, OrderBook, OrderRequest, Ticker
 from traiding_adapters.paper import PaperBroker, PaperSettings
 
 TF = 300_000
 T0 = 1_700_000_000_000 // TF * TF
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 SYMBOL = "ETH/USDT"
 
 
@@ -81,11 +84,14 @@ class ScriptedMarket:
 
 
 class AnswerLostBroker(PaperBroker):
-    """Places the order, then loses the answer once: what a timeout after acceptance looks like."""
+    """Places the order, then loses the answer once (a timeout after acceptance); can also refuse sells."""
 
     lose_next = False
+    refuse_sells = False
 
     async def create_order(self, request: OrderRequest) -> Order:
+        if request.side == "sell" and self.refuse_sells:
+            raise CircuitOpen("scripted: circuit open, nothing sent", last_error="503")
         order = await super().create_order(request)
         if self.lose_next:
             self.lose_next = False
@@ -248,4 +254,92 @@ async def test_the_session_ends_after_its_duration_flat(tmp_path: Path) -> None:
     assert kinds[-1] is OutcomeKind.PASSED
     assert len(kinds) == 2 * 60 // 5 + 1  # 24 candles of 5m in 2h, plus the first step
     assert [t["reason"] for t in checkpoint["session"]["trades"]] == ["session_end"]
+    assert (await broker.fetch_balances())["ETH"].total == pytest.approx(0.0, abs=1e-9)
+
+
+async def test_a_step_replayed_after_a_crash_finds_its_order_instead_of_placing_it_again(tmp_path: Path) -> None:
+    market = ScriptedMarket(FLAT + RISE + [108.0] * 30)
+    ctx, sink, broker = make_context(market, tmp_path)
+    checkpoint: dict[str, Any] = {}
+    await TradingSession(ctx, checkpoint).step()
+    market.advance()
+    await TradingSession(ctx, checkpoint).step()
+    market.advance()  # the first rising candle has closed: the next step buys
+    stored = json.loads(json.dumps(checkpoint))  # the last status that reached the cluster
+    await TradingSession(ctx, checkpoint).step()  # buys; then the driver dies before writing the status
+    assert len(broker._orders) == 1
+    await TradingSession(ctx, stored).step()  # the restarted driver replays the step from the stored status
+    assert len(broker._orders) == 1
+    assert [e.type for e in sink.events].count("OrderRecovered") == 1
+    assert stored["session"]["positions"][SYMBOL]["amount"] == checkpoint["session"]["positions"][SYMBOL]["amount"]
+
+
+class RefusingSells(AnswerLostBroker):
+    refuse = True
+
+    async def create_order(self, request: OrderRequest) -> Order:
+        if request.side == "sell" and self.refuse:
+            raise InvalidOrder("scripted: the exchange refuses this sell")
+        return await super().create_order(request)
+
+
+async def test_a_session_never_ends_with_a_position_it_could_not_close(tmp_path: Path) -> None:
+    market = ScriptedMarket(FLAT + RISE + [108.0] * 40)
+    ctx, _, _ = make_context(market, tmp_path)
+    broker = RefusingSells(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0.001, slippage_bps=0))
+    ctx.orders = broker
+    checkpoint: dict[str, Any] = {}
+    result = await TradingSession(ctx, checkpoint).step()
+    while result.outcome.kind is OutcomeKind.RUNNING:
+        market.advance()
+        result = await TradingSession(ctx, checkpoint).step()
+    assert result.outcome.kind is OutcomeKind.TRANSIENT
+    assert "positions are still open in ETH/USDT" in result.outcome.message
+    broker.refuse = False
+    result = await TradingSession(ctx, checkpoint).step()
+    assert result.outcome.kind is OutcomeKind.PASSED
+    assert checkpoint["session"]["positions"][SYMBOL]["amount"] == 0
+
+
+async def test_an_open_circuit_keeps_the_order_pending_for_the_next_step(tmp_path: Path) -> None:
+    market = ScriptedMarket(FLAT + RISE + [108.0] * 30)
+    ctx, sink, broker = make_context(market, tmp_path)
+
+    class OpenCircuit(AnswerLostBroker):
+        async def create_order(self, request: OrderRequest) -> Order:
+            raise CircuitOpen("scripted: circuit open", last_error="503")
+
+    ctx.orders = OpenCircuit(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0.001, slippage_bps=0))
+    checkpoint: dict[str, Any] = {}
+    await TradingSession(ctx, checkpoint).step()
+    market.advance()
+    await TradingSession(ctx, checkpoint).step()
+    market.advance()
+    failed = await TradingSession(ctx, checkpoint).step()  # the buy meets the open circuit
+    assert failed.outcome.kind is OutcomeKind.TRANSIENT
+    assert checkpoint["session"]["pending"]["side"] == "buy"
+    market.advance()
+    await TradingSession(ctx, checkpoint).step()  # looked up, not found: dropped, never resent blindly
+    assert checkpoint["session"]["pending"] is None
+    assert [e.type for e in sink.events].count("OrderNotPlaced") == 1
+    assert len(broker._orders) == 0
+
+
+async def test_cancelling_a_session_closes_its_positions_first(tmp_path: Path) -> None:
+    market = ScriptedMarket(FLAT + RISE + [108.0] * 30)
+    ctx, _, broker = make_context(market, tmp_path)
+    status = TradingRunStatus(phase="Trading", phases={"Trading": PhaseRecord(state="Running", startedAt=NOW)})
+    for _ in range(4):
+        status, _ = await advance(ctx, status, NOW)
+        market.advance()
+    assert status.checkpoint["session"]["positions"][SYMBOL]["amount"] > 0
+    broker.refuse_sells = True
+    status, decision = await advance(ctx, status, NOW, cancel_requested=True)
+    assert decision.phase is Phase.TRADING  # the exchange refused the exit: the cancel waits for it
+    assert "cancelling" in decision.message
+    broker.refuse_sells = False
+    status, decision = await advance(ctx, status, NOW, cancel_requested=True)
+    assert decision.phase is Phase.CANCELLED
+    assert status.checkpoint["session"]["positions"][SYMBOL]["amount"] == 0
+    assert [t["reason"] for t in status.checkpoint["session"]["trades"]] == ["cancelled"]
     assert (await broker.fetch_balances())["ETH"].total == pytest.approx(0.0, abs=1e-9)

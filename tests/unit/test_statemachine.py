@@ -181,3 +181,14 @@ def test_waiting_for_approval_forever_fails() -> None:
     started = NOW - timedelta(days=8)
     decision = decide(LIVE, RunState(Phase.AWAITING_APPROVAL, started), Observations(now=NOW))
     assert (decision.phase, decision.reason) == (Phase.FAILED, "ApprovalTimeout")
+
+
+def test_a_phase_may_have_its_own_attempt_limit() -> None:
+    settings = RunSettings(live=False, max_attempts=3, phase_max_attempts={Phase.TRADING: 10})
+    outcome = Outcome(Phase.TRADING, OutcomeKind.TRANSIENT, "ExchangeUnavailable", "503")
+    still = decide(settings, RunState(Phase.TRADING, NOW, attempts=5), Observations(now=NOW, outcome=outcome))
+    assert (still.phase, still.attempts) == (Phase.TRADING, 6)
+    assert "attempt 6 of 10" in still.message
+    other = Outcome(Phase.API_CHECK, OutcomeKind.TRANSIENT, "ExchangeUnavailable", "503")
+    done = decide(settings, RunState(Phase.API_CHECK, NOW, attempts=2), Observations(now=NOW, outcome=other))
+    assert done.phase is Phase.FAILED

@@ -95,6 +95,9 @@ class RunSettings:
     live: bool
     phase_timeouts: dict[Phase, timedelta] = field(default_factory=dict)
     max_attempts: int = 5
+    # Per-phase limits where the default does not fit: a trading session holds positions, so it rides out
+    # an exchange outage for longer instead of abandoning them after half a minute.
+    phase_max_attempts: dict[Phase, int] = field(default_factory=dict)
     backoff_base: timedelta = timedelta(seconds=2)
     backoff_max: timedelta = timedelta(minutes=2)
     approval_wait: timedelta = timedelta(days=7)
@@ -179,7 +182,8 @@ def decide(settings: RunSettings, state: RunState, seen: Observations) -> Decisi
         # Progress resets the count: attempts measure consecutive transient errors, not a session's age.
         return Decision(phase=phase, reason=outcome.reason, message=outcome.message, retry_after=settings.backoff_base)
     attempts = state.attempts + 1
-    if attempts >= settings.max_attempts:
+    limit = settings.phase_max_attempts.get(phase, settings.max_attempts)
+    if attempts >= limit:
         return _move(
             state,
             Phase.FAILED,
@@ -189,7 +193,7 @@ def decide(settings: RunSettings, state: RunState, seen: Observations) -> Decisi
     return Decision(
         phase=phase,
         reason=outcome.reason,
-        message=f"{outcome.message} (attempt {attempts} of {settings.max_attempts}, retrying)",
+        message=f"{outcome.message} (attempt {attempts} of {limit}, retrying)",
         attempts=attempts,
         retry_after=_backoff(attempts, settings),
     )

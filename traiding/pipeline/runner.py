@@ -28,7 +28,7 @@ from traiding.pipeline.context import PhaseResult, PhaseWork, RunContext, outcom
 from traiding.pipeline.data_check import run_data_check
 from traiding.pipeline.events import Level
 from traiding.pipeline.reporting import run_reporting
-from traiding.pipeline.session import trading_step
+from traiding.pipeline.session import flatten_session, trading_step
 from traiding.resource import ApprovalRecord, Condition, PhaseRecord, Summary, TradingRunSpec, TradingRunStatus
 
 PHASE_WORK: dict[Phase, PhaseWork] = {
@@ -61,6 +61,8 @@ def settings_of(spec: TradingRunSpec) -> RunSettings:
             Phase.TRADING: session * 1.1 + timedelta(minutes=15),
             Phase.REPORTING: timedelta(minutes=10),
         },
+        # With the backoff capped at 2 minutes, about an hour of exchange trouble before a session gives up.
+        phase_max_attempts={Phase.TRADING: 35},
     )
 
 
@@ -101,7 +103,12 @@ async def advance(
         status.startedAt = now
     record = status.phases.get(phase)
     outcome: Outcome | None = None
-    if not cancel_requested:
+    if cancel_requested and phase is Phase.TRADING:
+        # A cancelled session first closes its positions; until the exchange lets it, the cancel waits.
+        refused = await flatten_session(ctx, status.checkpoint)
+        if refused is not None:
+            outcome, cancel_requested = refused.outcome, False
+    if not cancel_requested and outcome is None:
         if phase is not Phase.PENDING and (record is None or record.startedAt is None):
             record = PhaseRecord(state="Running", startedAt=now)
             status.phases[phase.value] = record

@@ -38,6 +38,12 @@ MAX_TRADES = 500  # closed trades kept in the checkpoint (the event log has all 
 DEGRADED_STEPS = 3  # after a failed step, this many steps open no new positions
 
 
+class PositionsStillOpen(ExchangeLayerError):
+    """The session must end flat; an exit the exchange refused is retried (bounded by the state machine)."""
+
+    transient = True
+
+
 @dataclass
 class Position:
     amount: float = 0.0  # base currency held by this run (after fees charged in the base currency)
@@ -59,7 +65,7 @@ def strategy_of(ctx: RunContext) -> Strategy[Any]:
 def _append_capped(points: list[Any], item: Any, cap: int) -> None:
     points.append(item)
     if len(points) > cap:
-        del points[::2]  # thin out evenly; the curve keeps its shape
+        del points[1::2]  # thin out evenly, keeping the first point; the curve keeps its shape
 
 
 class TradingSession:
@@ -88,9 +94,12 @@ class TradingSession:
         try:
             return await self._step()
         finally:
-            if isinstance(self.ctx.orders, PaperBroker):
-                # The paper account is part of the run's state: a restarted driver restores it from here.
-                self.cp["paper"] = self.ctx.orders.snapshot()
+            self._save_paper_account()
+
+    def _save_paper_account(self) -> None:
+        if isinstance(self.ctx.orders, PaperBroker):
+            # The paper account is part of the run's state: a restarted driver restores it from here.
+            self.cp["paper"] = self.ctx.orders.snapshot()
 
     async def _step(self) -> PhaseResult:
         try:
@@ -99,9 +108,15 @@ class TradingSession:
             if "started_ms" not in self.cp:
                 await self._start()
             await self._resolve_pending()
-            done = await self._process_new_candles()
+            # A kill switch whose liquidation failed is retried at once, not when the next candle closes.
+            done = self._risk().killed or await self._process_new_candles()
             if done:
-                await self._close_all("session_end")
+                await self._close_all("kill_switch" if self._risk().killed else "session_end")
+                if self._open_symbols():
+                    raise PositionsStillOpen(
+                        f"the session is over but positions are still open in {', '.join(self._open_symbols())}; "
+                        "retrying the exit"
+                    )
                 # The closing fills (fees, slippage) are part of the result: record the realised equity.
                 last_time = max(int(t) for t in self.cp["last_closed"].values()) + self.tf
                 self.cp["equity"].append([last_time, self._equity()])
@@ -123,6 +138,26 @@ class TradingSession:
             reason = self._risk().kill_reason if self._risk().killed else "session finished"
             return PhaseResult(Outcome(Phase.TRADING, OutcomeKind.PASSED, "SessionEnded", reason), self._results())
         return PhaseResult(Outcome(Phase.TRADING, OutcomeKind.RUNNING, "Trading", self._progress()), self._results())
+
+    async def flatten(self) -> PhaseResult | None:
+        if "started_ms" not in self.cp:
+            return None
+        try:
+            if not self.markets:
+                self.markets = await self.ctx.exchange.load_markets()
+            await self._resolve_pending()
+            await self._close_all("cancelled")
+            if self._open_symbols():
+                raise PositionsStillOpen(f"positions still open in {', '.join(self._open_symbols())}")
+        except ExchangeLayerError as error:
+            outcome = Outcome(Phase.TRADING, OutcomeKind.TRANSIENT, type(error).__name__, f"cancelling: {error}")
+            return PhaseResult(outcome, self._results())
+        finally:
+            self._save_paper_account()
+        return None
+
+    def _open_symbols(self) -> list[str]:
+        return [symbol for symbol, p in self.cp["positions"].items() if p["amount"] > 0]
 
     def _degraded(self) -> str | None:
         """Why the exchange counts as degraded (no new positions), or None."""
@@ -248,7 +283,11 @@ class TradingSession:
 
     async def _sell(self, symbol: str, position: Position, reason: str, time: int) -> None:
         market = self.markets[symbol]
-        amount = market.round_amount(position.amount)
+        balances = await self.ctx.orders.fetch_balances()
+        free = balances[market.base].free if market.base in balances else 0.0
+        # Never sell more than the account holds: fees booked elsewhere (another currency, an order read back
+        # without its fills) must not turn every exit into an "insufficient balance" rejection.
+        amount = market.round_amount(min(position.amount, free))
         if amount <= 0:
             self._set_position(symbol, Position())
             return
@@ -262,10 +301,23 @@ class TradingSession:
         request = request.model_copy(update={"client_order_id": self._next_client_id()})
         # Saved before sending: a crash from here on resolves the order by this id, never resends blindly.
         self.cp["pending"] = {**request.model_dump(), "reason": reason}
+        # The sequence number reaches the stored status only after this step. A driver that crashed after
+        # sending replays the step with the same id: look it up first, so the replay finds the order instead
+        # of placing it again (an exchange rejects a reused id only while that order is open).
+        try:
+            existing = await self.ctx.orders.fetch_order(request.symbol, client_order_id=request.client_order_id)
+        except OrderNotFound:
+            existing = None
+        if existing is not None:
+            self.cp["pending"] = None
+            self.ctx.events.emit(
+                "Trading", "OrderRecovered", f"order {request.client_order_id} was placed before a restart"
+            )
+            return existing
         try:
             order = await self.ctx.orders.create_order(request)
         except ExchangeLayerError as error:
-            if error.transient or isinstance(error, OrderOutcomeUnknown):
+            if error.transient or isinstance(error, OrderOutcomeUnknown | CircuitOpen):
                 raise  # stays pending: the next step looks the order up by its client order id
             self.cp["pending"] = None
             self.ctx.events.emit(
@@ -393,3 +445,8 @@ class TradingSession:
 
 async def trading_step(ctx: RunContext, checkpoint: dict[str, Any]) -> PhaseResult:
     return await TradingSession(ctx, checkpoint).step()
+
+
+async def flatten_session(ctx: RunContext, checkpoint: dict[str, Any]) -> PhaseResult | None:
+    """Close the session's positions (a cancelled run); None once flat, else the transient reason to retry."""
+    return await TradingSession(ctx, checkpoint).flatten()
