@@ -22,14 +22,14 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from traiding.domain.candles import CandleCache
-from traiding.domain.statemachine import Phase
+from traiding.domain.statemachine import TERMINAL, Phase
 from traiding.domain.timeframes import duration_ms
 from traiding.errors import UserError
 from traiding.manifest import load_manifest
 from traiding.pipeline.events import EventLog, JsonlSink
 from traiding.pipeline.local import Progress, drive, load_status, save_status
 from traiding.pipeline.report_files import write_report_files
-from traiding.pipeline.wiring import RunIdentity, approval_of, market_speed, open_context, poll_seconds
+from traiding.pipeline.wiring import SPEC_KEY, RunIdentity, approval_of, market_speed, open_context, poll_seconds
 from traiding.resource import TradingRun, TradingRunSpec, TradingRunStatus
 from traiding_adapters.connection import Credentials
 from traiding_adapters.hub import ExchangeHub
@@ -43,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", type=Path, help="TradingRun manifest (YAML)")
     parser.add_argument("--output", "-o", type=Path, help="output folder (default: runs/<run name>)")
     parser.add_argument("--resume", action="store_true", help="continue the run from the output folder's status")
+    parser.add_argument("--force", action="store_true", help="start over even if the output holds an unfinished run")
     parser.add_argument(
         "--approve-live",
         action="store_true",
@@ -99,13 +100,29 @@ def _prepare_output(args: argparse.Namespace, run: TradingRun) -> tuple[Path, Tr
     output: Path = args.output or Path("runs") / run.metadata.name
     output.mkdir(parents=True, exist_ok=True)
     status_path = output / "status.json"
-    if args.resume and status_path.exists():
-        return output, load_status(status_path)
+    spec = run.spec.model_dump(mode="json")
+    previous = load_status(status_path) if status_path.exists() else None
     if args.resume:
-        raise UserError(f"nothing to resume: {status_path} does not exist")
+        if previous is None:
+            raise UserError(f"nothing to resume: {status_path} does not exist")
+        # A run keeps the spec it started with (as in the cluster): an edited manifest must not, say, turn a
+        # dry run in its trading session into a live one that never passed the key checks or an approval.
+        started_with = previous.checkpoint.get(SPEC_KEY)
+        if started_with is not None and started_with != spec:
+            changed = sorted(k for k in spec.keys() | started_with.keys() if spec.get(k) != started_with.get(k))
+            raise UserError(
+                f"{args.manifest} changed since the run started (spec.{', spec.'.join(changed)}); a run keeps the "
+                "spec it started with: undo the change to resume, or start over with --force"
+            )
+        return output, previous
+    if previous is not None and Phase(previous.phase) not in TERMINAL and not args.force:
+        raise UserError(
+            f"{output} holds an unfinished run (phase {previous.phase}): continue it with --resume, "
+            "or discard it with --force"
+        )
     for stale in ("events.jsonl", "summary.json", "report.html", "status.json"):
         (output / stale).unlink(missing_ok=True)
-    return output, TradingRunStatus(checkpoint={"runUid": uuid.uuid4().hex[:12]})
+    return output, TradingRunStatus(checkpoint={"runUid": uuid.uuid4().hex[:12], SPEC_KEY: spec})
 
 
 async def _run(args: argparse.Namespace, run: TradingRun, output: Path, status: TradingRunStatus) -> TradingRunStatus:

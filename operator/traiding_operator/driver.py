@@ -22,7 +22,7 @@ from traiding.domain.statemachine import TERMINAL, Phase
 from traiding.pipeline.context import RunContext
 from traiding.pipeline.events import EventLog
 from traiding.pipeline.runner import advance
-from traiding.pipeline.wiring import RunIdentity, open_context, poll_seconds, wait_after
+from traiding.pipeline.wiring import SPEC_KEY, RunIdentity, open_context, poll_seconds, wait_after
 from traiding.resource import TradingRunSpec, TradingRunStatus
 from traiding_adapters.connection import Credentials
 from traiding_adapters.hub import ExchangeHub
@@ -33,7 +33,6 @@ from traiding_operator.kube_events import KubernetesEventSink
 from traiding_operator.run_status import current_approval, fail_status, note_spec_generation
 from traiding_operator.status_writer import StatusWriter
 
-SPEC_KEY = "spec"  # checkpoint entry: the spec the run started with (later edits are not applied mid-run)
 ANNOTATION_POLL_SECONDS = 1.0  # how soon an approval or cancel annotation is acted on while waiting
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]

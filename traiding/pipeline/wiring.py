@@ -23,6 +23,9 @@ from traiding_adapters.hub import ExchangeHub
 from traiding_adapters.paper import PaperBroker, PaperSettings
 from traiding_simulator import client_urls
 
+# Checkpoint entry holding the spec a run started with: both drivers keep a run on it (edits are not applied).
+SPEC_KEY = "spec"
+
 
 @dataclass(frozen=True)
 class RunIdentity:
