@@ -119,7 +119,9 @@ class RunDriver:
         while not self.stopped:
             now = datetime.now(UTC)
             annotations = dict(self.body.metadata.annotations)
-            approval = current_approval(annotations, status.checkpoint, now, ctx.spec.approval.ttl)
+            # Approvals are read only at the gate, so an approval's time to live starts there, not earlier.
+            waiting = Phase(status.phase) is Phase.AWAITING_APPROVAL
+            approval = current_approval(annotations, status.checkpoint, now, ctx.spec.approval.ttl) if waiting else None
             status, decision = await advance(
                 ctx,
                 status,
