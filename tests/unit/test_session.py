@@ -22,7 +22,13 @@ from traiding.pipeline.runner import advance
 from traiding.pipeline.session import TradingSession
 from traiding.resource import PhaseRecord, TradingRunSpec, TradingRunStatus
 from traiding_adapters.client_ids import client_order_id
-from traiding_adapters.errors import CircuitOpen, ExchangeUnavailable, InvalidOrder, OrderOutcomeUnknown
+from traiding_adapters.errors import (
+    AuthenticationFailed,
+    CircuitOpen,
+    ExchangeUnavailable,
+    InvalidOrder,
+    OrderOutcomeUnknown,
+)
 from traiding_adapters.exchange import Market, Order, OrderBook, OrderRequest, Ticker
 from traiding_adapters.paper import PaperBroker, PaperSettings
 
@@ -45,6 +51,7 @@ class ScriptedMarket:
             self.low[index] = low
         self.visible = visible
         self.fail_next: int = 0
+        self.ohlcv_error: Exception | None = None
 
     def advance(self, candles: int = 1) -> None:
         self.visible = min(self.visible + candles, len(self.close))
@@ -74,6 +81,8 @@ class ScriptedMarket:
 
     async def fetch_ohlcv(self, symbol: str, timeframe: str, since_ms: int, until_ms: int) -> Candles:
         self._check()
+        if self.ohlcv_error is not None:
+            raise self.ohlcv_error
         times = T0 + np.arange(self.visible, dtype=np.int64) * TF
         keep = (times >= since_ms) & (times < until_ms)
         close = self.close[: self.visible][keep]
@@ -342,4 +351,19 @@ async def test_cancelling_a_session_closes_its_positions_first(tmp_path: Path) -
     assert decision.phase is Phase.CANCELLED
     assert status.checkpoint["session"]["positions"][SYMBOL]["amount"] == 0
     assert [t["reason"] for t in status.checkpoint["session"]["trades"]] == ["cancelled"]
+    assert (await broker.fetch_balances())["ETH"].total == pytest.approx(0.0, abs=1e-9)
+
+
+async def test_a_failing_session_still_closes_its_positions(tmp_path: Path) -> None:
+    market = ScriptedMarket(FLAT + RISE + [108.0] * 30)
+    ctx, _, broker = make_context(market, tmp_path)
+    status = TradingRunStatus(phase="Trading", phases={"Trading": PhaseRecord(state="Running", startedAt=NOW)})
+    for _ in range(4):
+        status, _ = await advance(ctx, status, NOW)
+        market.advance()
+    assert status.checkpoint["session"]["positions"][SYMBOL]["amount"] > 0
+    market.ohlcv_error = AuthenticationFailed("API key rejected by scripted: check the key")  # not transient
+    status, decision = await advance(ctx, status, NOW)
+    assert decision.phase is Phase.FAILED
+    assert decision.message.endswith("; open positions closed")
     assert (await broker.fetch_balances())["ETH"].total == pytest.approx(0.0, abs=1e-9)

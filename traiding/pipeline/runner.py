@@ -7,6 +7,7 @@ Everything a later step needs lives in that status (phase records, checkpoint), 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -121,6 +122,11 @@ async def advance(
 
     state = RunState(phase, record.startedAt if record else None, record.attempts if record else 0)
     decision = decide(settings_of(ctx.spec), state, Observations(now, outcome, cancel_requested, approval))
+    if phase is Phase.TRADING and decision.phase is Phase.FAILED:
+        # A failing session still tries to leave the account flat, and says whether it could.
+        refused = await flatten_session(ctx, status.checkpoint)
+        closing = "open positions closed" if refused is None else f"positions may be open: {refused.outcome.message}"
+        decision = replace(decision, message=f"{decision.message}; {closing}")
     _apply(ctx, status=status, phase=phase, decision=decision, now=now, approval=approval)
     return status, decision
 
