@@ -355,6 +355,13 @@ class TradingRunStatus(StatusModel):
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
 
+    def set_condition(self, condition: Condition) -> None:
+        """Replace the condition of that type, keeping its transition time when its status did not change."""
+        old = next((c for c in self.conditions if c.type == condition.type), None)
+        if old is not None and old.status == condition.status:
+            condition = condition.model_copy(update={"lastTransitionTime": old.lastTransitionTime})
+        self.conditions = [*(c for c in self.conditions if c.type != condition.type), condition]
+
 
 class ObjectMeta(BaseModel):
     model_config = ConfigDict(extra="allow")

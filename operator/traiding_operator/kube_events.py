@@ -24,9 +24,7 @@ class KubernetesEventSink:
         self.logger = logger
 
     def emit(self, event: Event) -> None:
-        level = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}.get(
-            event.level, logging.ERROR
-        )
+        level = LEVELS[event.level]
         # The object logger would post warnings as Events itself; this sink posts them, so log them at INFO there.
         self.logger.log(
             min(level, logging.INFO),

@@ -17,14 +17,6 @@ SPEC_CONDITION = "SpecApplied"
 APPROVAL_SEEN_KEY = "approvalSeen"  # checkpoint entry: who approved and when the operator first saw it
 
 
-def set_condition(status: TradingRunStatus, condition: Condition) -> None:
-    """Replace the condition of that type, keeping its transition time when its status did not change."""
-    old = next((c for c in status.conditions if c.type == condition.type), None)
-    if old is not None and old.status == condition.status:
-        condition = condition.model_copy(update={"lastTransitionTime": old.lastTransitionTime})
-    status.conditions = [*(c for c in status.conditions if c.type != condition.type), condition]
-
-
 def fail_status(
     status: TradingRunStatus, now: datetime, reason: str, message: str, generation: int | None
 ) -> TradingRunStatus:
@@ -39,8 +31,7 @@ def fail_status(
     status.observedGeneration = generation
     status.startedAt = status.startedAt or now
     status.finishedAt = now
-    set_condition(
-        status,
+    status.set_condition(
         Condition(
             type="Ready",
             status="False",
@@ -79,7 +70,7 @@ def note_spec_generation(status: TradingRunStatus, generation: int | None, now: 
             lastTransitionTime=now,
             observedGeneration=started,
         )
-    set_condition(status, condition)
+    status.set_condition(condition)
 
 
 def current_approval(

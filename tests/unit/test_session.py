@@ -139,6 +139,15 @@ def fills(sink: MemorySink) -> list[dict[str, Any]]:
     return [e.metrics for e in sink.events if e.type == "OrderFilled"]
 
 
+async def step_candles(ctx: RunContext, checkpoint: dict[str, Any], market: ScriptedMarket, candles: int) -> list[Any]:
+    """Reveal `candles` more candles one at a time, stepping the session after each; the outcome kinds."""
+    kinds = []
+    for _ in range(candles):
+        market.advance()
+        kinds.append((await TradingSession(ctx, checkpoint).step()).outcome.kind)
+    return kinds
+
+
 # 12 flat candles of history, then a rise (fast SMA crosses above slow) and a fall (crosses below).
 FLAT, RISE, FALL = [100.0] * 12, [101.0, 103.0, 106.0, 108.0], [104.0, 99.0, 97.0, 96.0]
 
@@ -150,9 +159,7 @@ async def test_signals_become_orders_with_deterministic_client_ids(tmp_path: Pat
     result = await TradingSession(ctx, checkpoint).step()  # learns the history, trades nothing yet
     assert result.outcome.kind is OutcomeKind.RUNNING
     assert fills(sink) == []
-    for _ in range(len(RISE) + len(FALL)):
-        market.advance()
-        await TradingSession(ctx, checkpoint).step()
+    await step_candles(ctx, checkpoint, market, len(RISE) + len(FALL))
     sides = [(f["side"], f["client_order_id"]) for f in fills(sink)]
     assert sides == [("buy", client_order_id("abc123", 0)), ("sell", client_order_id("abc123", 1))]
     trade = checkpoint["session"]["trades"][0]
@@ -173,9 +180,7 @@ async def test_a_stop_loss_exits_on_the_candle_whose_low_reaches_it(tmp_path: Pa
     ctx, _, _ = make_context(market, tmp_path, stopLossPct=5)
     checkpoint: dict[str, Any] = {}
     await TradingSession(ctx, checkpoint).step()
-    for _ in range(len(RISE) + 3):
-        market.advance()
-        await TradingSession(ctx, checkpoint).step()
+    await step_candles(ctx, checkpoint, market, len(RISE) + 3)
     reasons = [t["reason"] for t in checkpoint["session"]["trades"]]
     assert reasons == ["stop_loss"]
 
@@ -189,9 +194,7 @@ async def test_a_degraded_exchange_opens_no_new_position(tmp_path: Path) -> None
     market.advance()
     failed = await TradingSession(ctx, checkpoint).step()
     assert failed.outcome.kind is OutcomeKind.TRANSIENT
-    for _ in range(len(RISE) + len(FALL)):
-        market.advance()
-        await TradingSession(ctx, checkpoint).step()
+    await step_candles(ctx, checkpoint, market, len(RISE) + len(FALL))
     skipped = [e.message for e in sink.events if e.type == "EntrySkipped"]
     assert skipped == [f"{SYMBOL}: exchange degraded (recent errors): no new positions until it recovers"]
     assert fills(sink) == []
@@ -202,16 +205,13 @@ async def test_a_degraded_exchange_still_closes_an_open_position(tmp_path: Path)
     ctx, sink, _ = make_context(market, tmp_path)
     checkpoint: dict[str, Any] = {}
     await TradingSession(ctx, checkpoint).step()
-    for _ in range(len(RISE)):
-        market.advance()
-        await TradingSession(ctx, checkpoint).step()
+    await step_candles(ctx, checkpoint, market, len(RISE))
     assert [f["side"] for f in fills(sink)] == ["buy"]
     market.fail_next = 1
     market.advance()
     assert (await TradingSession(ctx, checkpoint).step()).outcome.kind is OutcomeKind.TRANSIENT
-    for _ in range(2):  # the fall's second candle crosses below: the exit arrives while still degraded
-        market.advance()
-        await TradingSession(ctx, checkpoint).step()
+    # The fall's second candle crosses below: the exit arrives while still degraded.
+    await step_candles(ctx, checkpoint, market, 2)
     assert checkpoint["session"]["degraded_steps"] > 0
     assert [f["side"] for f in fills(sink)] == ["buy", "sell"]
 
@@ -222,10 +222,7 @@ async def test_a_lost_order_answer_is_resolved_by_client_id_never_resent(tmp_pat
     checkpoint: dict[str, Any] = {}
     await TradingSession(ctx, checkpoint).step()
     broker.lose_next = True
-    outcomes = []
-    for _ in range(len(RISE) + 1):
-        market.advance()
-        outcomes.append((await TradingSession(ctx, checkpoint).step()).outcome.kind)
+    outcomes = await step_candles(ctx, checkpoint, market, len(RISE) + 1)
     assert OutcomeKind.TRANSIENT in outcomes
     assert checkpoint["session"]["pending"] is None
     # exactly one order exists at the broker, and the session knows its position
@@ -239,13 +236,9 @@ async def test_a_new_session_object_resumes_from_the_json_checkpoint(tmp_path: P
     ctx, sink, _ = make_context(market, tmp_path)
     checkpoint: dict[str, Any] = {}
     await TradingSession(ctx, checkpoint).step()
-    for _ in range(len(RISE)):
-        market.advance()
-        await TradingSession(ctx, checkpoint).step()
+    await step_candles(ctx, checkpoint, market, len(RISE))
     restored = json.loads(json.dumps(checkpoint))  # what the cluster stores
-    for _ in range(len(FALL)):
-        market.advance()
-        await TradingSession(ctx, restored).step()
+    await step_candles(ctx, restored, market, len(FALL))
     assert [f["side"] for f in fills(sink)] == ["buy", "sell"]
     assert restored["session"]["seq"] == 2
 

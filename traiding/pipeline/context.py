@@ -26,7 +26,6 @@ class RunContext:
     events: EventLog
     cache: CandleCache
     has_credentials: bool
-    market_speed: float = 1.0  # market seconds per wall second (the simulator's replay speed)
 
     @property
     def live(self) -> bool:

@@ -67,14 +67,6 @@ def settings_of(spec: TradingRunSpec) -> RunSettings:
     )
 
 
-def _set_condition(status: TradingRunStatus, condition: Condition) -> None:
-    kept = [c for c in status.conditions if c.type != condition.type]
-    old = next((c for c in status.conditions if c.type == condition.type), None)
-    if old is not None and old.status == condition.status:
-        condition = condition.model_copy(update={"lastTransitionTime": old.lastTransitionTime})
-    status.conditions = [*kept, condition]
-
-
 async def run_phase_work(ctx: RunContext, phase: Phase, checkpoint: dict[str, Any]) -> PhaseResult | None:
     work = PHASE_WORK.get(phase)
     if work is None:
@@ -154,8 +146,7 @@ def _apply(
         condition_type = PHASE_CONDITIONS.get(phase)
         if condition_type is not None:
             ok = record.state == "Passed"
-            _set_condition(
-                status,
+            status.set_condition(
                 Condition(
                     type=condition_type,
                     status="True" if ok else "False",
@@ -177,8 +168,7 @@ def _apply(
     if decision.final:
         status.finishedAt = now
         succeeded = decision.phase is Phase.SUCCEEDED
-        _set_condition(
-            status,
+        status.set_condition(
             Condition(
                 type="Ready",
                 status="True" if succeeded else "False",

@@ -102,5 +102,4 @@ async def open_context(
         events=events,
         cache=cache,
         has_credentials=credentials is not None,
-        market_speed=market_speed(spec),
     )
