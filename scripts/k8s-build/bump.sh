@@ -37,7 +37,7 @@ go_directive="$(awk '$1 == "go" {print $2; exit}' "$gomod")"
 	echo ')'
 	echo
 	echo 'tool ('
-	for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+	for cmd in kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl kubelet; do
 		printf '\tk8s.io/kubernetes/cmd/%s\n' "$cmd"
 	done
 	echo ')'
