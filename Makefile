@@ -27,6 +27,8 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy scripts/cluster
+	$(BIN)/mypy scripts/image
 
 test: setup tools lint
 	scripts/test

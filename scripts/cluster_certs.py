@@ -33,6 +33,7 @@ import os
 import sys
 from pathlib import Path
 
+from cluster_node import NODE_IP, NODE_NAME
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -44,6 +45,12 @@ CLIENTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "kube-controller-manager": ("system:kube-controller-manager", ()),
     "kube-scheduler": ("system:kube-scheduler", ()),
     "kwok": ("kwok-controller", ("system:masters",)),
+    # The real node (`scripts/cluster up --real-node`): each component with the identity its default RBAC
+    # (or the Node authorizer) grants, and the client kube-apiserver uses for logs and exec on the kubelet.
+    "kubelet": (f"system:node:{NODE_NAME}", ("system:nodes",)),
+    "kube-proxy": ("system:kube-proxy", ()),
+    "coredns": ("ai-traiding:coredns", ()),
+    "apiserver-kubelet-client": ("kube-apiserver-kubelet-client", ("system:masters",)),
 }
 
 FRONT_PROXY_CLIENT = "front-proxy-client"
@@ -55,7 +62,7 @@ SERVING_DNS = (
     "kubernetes.default.svc",
     "kubernetes.default.svc.cluster.local",
 )
-SERVING_IPS = ("127.0.0.1", "::1", "10.0.0.1")
+SERVING_IPS = ("127.0.0.1", "::1", "10.0.0.1", NODE_IP)
 
 _VALIDITY = datetime.timedelta(days=365)
 _BACKDATE = datetime.timedelta(hours=1)

@@ -18,6 +18,11 @@ conftest. Fixtures:
     A ``kubernetes.client.ApiClient`` for that cluster (cluster-admin).
 ``k8s_namespace`` (function)
     A fresh namespace (its name), deleted after the test.
+``real_node_cluster`` (session)
+    A cluster whose Pods really run (``scripts/cluster up --real-node``: containerd,
+    kubelet, kube-proxy, CoreDNS), in the state folder ``AI_TRAIDING_REAL_NODE_CLUSTER_DIR``
+    (default ``~/.cache/ai-traiding/cluster-real-node``); stopped at session end if
+    started here.
 
 Set ``AI_TRAIDING_TEST_CLUSTER=local`` to ignore ``KUBECONFIG`` and always use
 the local control plane.
@@ -103,9 +108,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "k8s: needs a real Kubernetes API server (fixture kube_cluster; see docs/cluster.md)"
     )
+    config.addinivalue_line(
+        "markers", "real_node: needs Pods that really run (fixture real_node_cluster; see docs/cluster.md)"
+    )
 
 
-def _cluster(*args: str, capture: bool = False) -> subprocess.CompletedProcess[str]:
+def _cluster(*args: str, capture: bool = False, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(CLUSTER_SCRIPT), *args],
         stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
@@ -113,6 +121,7 @@ def _cluster(*args: str, capture: bool = False) -> subprocess.CompletedProcess[s
         text=True,
         check=False,
         cwd=REPO,
+        env=env,
     )
 
 
@@ -124,19 +133,22 @@ def _local_state_kubeconfig() -> Path | None:
     return None
 
 
-def _up(config: pytest.Config) -> tuple[int, str, str]:
+def _up(config: pytest.Config, args: tuple[str, ...], env: dict[str, str] | None) -> tuple[int, str, str]:
     """Run ``scripts/cluster up``, showing its progress on the terminal (a cold machine builds first)."""
     capture = config.pluginmanager.getplugin("capturemanager")
     shown = capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext()
     tail: collections.deque[str] = collections.deque(maxlen=80)
     with shown:
-        print("\n[cluster_plugin] scripts/cluster up (builds Kubernetes first on a cold machine)", file=sys.stderr)
+        print(
+            f"\n[cluster_plugin] scripts/cluster up {' '.join(args)} (builds first on a cold machine)", file=sys.stderr
+        )
         proc = subprocess.Popen(
-            [sys.executable, str(CLUSTER_SCRIPT), "up"],
+            [sys.executable, str(CLUSTER_SCRIPT), "up", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             cwd=REPO,
+            env=env,
         )
         assert proc.stdout is not None and proc.stderr is not None
         for line in proc.stderr:
@@ -145,6 +157,24 @@ def _up(config: pytest.Config) -> tuple[int, str, str]:
         out = proc.stdout.read()
         returncode = proc.wait()
     return returncode, out, "".join(tail)
+
+
+@contextlib.contextmanager
+def _started_cluster(config: pytest.Config, *args: str, env: dict[str, str] | None = None) -> Iterator[KubeCluster]:
+    """``scripts/cluster up ARGS`` for the session, and ``down`` at its end if the session started it."""
+    was_running = _cluster("status", env=env).returncode == 0
+    returncode, out, err = _up(config, args, env)
+    lines = out.strip().splitlines()
+    if returncode != 0 or not lines or not lines[-1].startswith("KUBECONFIG="):
+        pytest.fail(f"`scripts/cluster up {' '.join(args)}` failed (exit {returncode}):\n{err}\n{out}", pytrace=False)
+    cluster = KubeCluster(kubeconfig=Path(lines[-1].split("=", 1)[1]), local=True, started_here=not was_running)
+    try:
+        yield cluster
+    finally:
+        if cluster.started_here:
+            down = _cluster("down", env=env)
+            if down.returncode != 0:
+                print(f"`scripts/cluster down` failed:\n{down.stderr}", file=sys.stderr)
 
 
 @pytest.fixture(scope="session")
@@ -159,39 +189,33 @@ def kube_cluster(pytestconfig: pytest.Config) -> Iterator[KubeCluster]:
         local = path.resolve() == (_local_state_kubeconfig() or Path("/nonexistent")).resolve()
         yield KubeCluster(kubeconfig=path, local=local, started_here=False)
         return
-
-    was_running = _cluster("status").returncode == 0
-    returncode, out, err = _up(pytestconfig)
-    lines = out.strip().splitlines()
-    if returncode != 0 or not lines or not lines[-1].startswith("KUBECONFIG="):
-        # One retry: a component that dies while starting on a loaded machine gets a second, clean start.
-        print(f"`scripts/cluster up` failed (exit {returncode}), retrying once:\n{err[-2000:]}", file=sys.stderr)
-        _cluster("down")
-        returncode, out, err = _up(pytestconfig)
-        lines = out.strip().splitlines()
-    if returncode != 0 or not lines or not lines[-1].startswith("KUBECONFIG="):
-        pytest.fail(f"`scripts/cluster up` failed (exit {returncode}):\n{err}\n{out}", pytrace=False)
-    cluster = KubeCluster(
-        kubeconfig=Path(lines[-1].split("=", 1)[1]),
-        local=True,
-        started_here=not was_running,
-    )
-    try:
+    with _started_cluster(pytestconfig) as cluster:
         yield cluster
-    finally:
-        if cluster.started_here:
-            down = _cluster("down")
-            if down.returncode != 0:
-                print(f"`scripts/cluster down` failed:\n{down.stderr}", file=sys.stderr)
+
+
+def real_node_state_dir() -> Path:
+    """The state folder of the real-node cluster the tests start (apart from the plain cluster's)."""
+    override = os.environ.get("AI_TRAIDING_REAL_NODE_CLUSTER_DIR")
+    if override:
+        return Path(override)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "ai-traiding" / "cluster-real-node"
 
 
 @pytest.fixture(scope="session")
-def k8s_api(kube_cluster: KubeCluster) -> Iterator[ApiClient]:
-    """``kubernetes.client.ApiClient`` for :func:`kube_cluster`."""
+def real_node_cluster(pytestconfig: pytest.Config) -> Iterator[KubeCluster]:
+    """A cluster whose Pods really run: ``scripts/cluster up --real-node`` in its own state folder
+    (see docs/cluster.md), beside the plain cluster of :func:`kube_cluster`."""
+    env = dict(os.environ, AI_TRAIDING_CLUSTER_DIR=str(real_node_state_dir()))
+    with _started_cluster(pytestconfig, "--real-node", env=env) as cluster:
+        yield cluster
+
+
+def _api_client(cluster: KubeCluster) -> Iterator[ApiClient]:
     from kubernetes import config  # noqa: PLC0415 - only tests marked k8s need the client
 
     client: ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=str(kube_cluster.kubeconfig)
+        config_file=str(cluster.kubeconfig)
     )
     try:
         yield client
@@ -199,17 +223,27 @@ def k8s_api(kube_cluster: KubeCluster) -> Iterator[ApiClient]:
         client.close()  # type: ignore[no-untyped-call]
 
 
+@pytest.fixture(scope="session")
+def k8s_api(kube_cluster: KubeCluster) -> Iterator[ApiClient]:
+    """``kubernetes.client.ApiClient`` for :func:`kube_cluster`."""
+    yield from _api_client(kube_cluster)
+
+
+@pytest.fixture(scope="session")
+def real_node_api(real_node_cluster: KubeCluster) -> Iterator[ApiClient]:
+    """``kubernetes.client.ApiClient`` for :func:`real_node_cluster`."""
+    yield from _api_client(real_node_cluster)
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:30].strip("-") or "test"
 
 
-@pytest.fixture
-def k8s_namespace(k8s_api: ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace whose default ServiceAccount exists; deleted afterwards."""
+def _namespace(api: ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
     from kubernetes import client  # noqa: PLC0415
     from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
 
-    core = client.CoreV1Api(k8s_api)
+    core = client.CoreV1Api(api)
     name = f"t-{_slug(request.node.name)}-{uuid.uuid4().hex[:6]}"
     core.create_namespace(
         client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"ai-traiding/test": "true"}))
@@ -232,3 +266,15 @@ def k8s_namespace(k8s_api: ApiClient, request: pytest.FixtureRequest) -> Iterato
         except ApiException as err:
             if err.status != 404:
                 raise
+
+
+@pytest.fixture
+def k8s_namespace(k8s_api: ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace whose default ServiceAccount exists; deleted afterwards."""
+    yield from _namespace(k8s_api, request)
+
+
+@pytest.fixture
+def real_node_namespace(real_node_api: ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace on the real-node cluster; deleted afterwards."""
+    yield from _namespace(real_node_api, request)
