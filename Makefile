@@ -29,6 +29,7 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/mypy scripts/cluster
 	$(BIN)/mypy scripts/image
+	$(BIN)/mypy scripts/e2e
 
 test: setup tools lint
 	scripts/test

@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulator": ("traiding_simulator.cli", "serve a Binance-compatible exchange simulator on loopback"),
     "crd": ("traiding.crd_cli", "print the TradingRun CustomResourceDefinition"),
     "operator": ("traiding_operator.cli", "run the Kubernetes operator"),
+    "submit": ("traiding_operator.submit_cli", "create a TradingRun in a cluster from a manifest (generateName ok)"),
     "doctor": ("traiding.doctor_cli", "check an installation (libraries, exchange layer, cluster and CRD)"),
 }
 

@@ -22,6 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=True,
         help="no peering with other operator replicas (the default; run a single replica)",
     )
+    parser.add_argument(
+        "--liveness",
+        metavar="URL",
+        help="serve kopf's health endpoint here, e.g. http://0.0.0.0:8080/healthz (the chart's probes use it)",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logs")
 
 
@@ -31,5 +36,12 @@ def run(args: argparse.Namespace) -> int:
     configure_json_logging(logging.DEBUG if args.verbose else logging.INFO)
     from traiding_operator.main import run_operator  # noqa: PLC0415 - kopf loads only when the operator runs
 
-    asyncio.run(run_operator(namespaces=args.namespace, clusterwide=args.all_namespaces, standalone=args.standalone))
+    asyncio.run(
+        run_operator(
+            namespaces=args.namespace,
+            clusterwide=args.all_namespaces,
+            standalone=args.standalone,
+            liveness_endpoint=args.liveness,
+        )
+    )
     return 0

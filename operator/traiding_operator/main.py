@@ -18,11 +18,13 @@ async def run_operator(
     standalone: bool = True,
     stop_flag: asyncio.Event | threading.Event | None = None,
     ready_flag: asyncio.Event | threading.Event | None = None,
+    liveness_endpoint: str | None = None,
 ) -> None:
     """Serve TradingRuns in `namespaces` (or all, with `clusterwide`) until `stop_flag` is set.
 
     `standalone` skips kopf's peering (leader-like coordination between operator replicas), which needs
-    kopf's peering CRDs; run one replica.
+    kopf's peering CRDs; run one replica. `liveness_endpoint` (e.g. http://0.0.0.0:8080/healthz) serves
+    kopf's health endpoint, which answers while the operator's watch streams and tasks run.
     """
     await kopf.operator(
         standalone=standalone,
@@ -30,4 +32,5 @@ async def run_operator(
         namespaces=list(namespaces),
         stop_flag=stop_flag,
         ready_flag=ready_flag,
+        liveness_endpoint=liveness_endpoint,
     )
