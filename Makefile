@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat VERSION)-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: setup tools run test lint clean
+.PHONY: setup tools run test lint image e2e clean
 
 $(STAMP): pyproject.toml VERSION
 	$(PY) -m venv $(VENV)
@@ -22,6 +22,15 @@ run: setup
 # built once per machine into ~/.cache/ai-traiding/bin (see docs/cluster.md).
 tools:
 	scripts/cluster install
+
+# The operator image ai-traiding:$(VERSION) (docs/deploy.md); BASE_IMAGE=python:3.11-slim-bookworm where a
+# registry can be reached, else the base image built here with debootstrap (the default).
+image: setup
+	$(BIN)/python scripts/image operator
+
+# The chart on real Pods: image, real-node cluster, helm install/upgrade/uninstall, a dry run, the nightly Job.
+e2e: setup tools
+	$(BIN)/python scripts/e2e
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,0 +1,236 @@
+"""The Helm chart (helm/ai-traiding): lint, renders, strict validation, the real API server's verdict, its
+values schema, and that it ships what the project generates (the CRD, the SLO rules)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.cluster_plugin import REPO, KubeCluster, tools_bin_dir
+from traiding_operator.submit_cli import checked
+
+sys.path.insert(0, str(REPO / "scripts"))
+import monitoring_crds
+
+CHART = REPO / "helm" / "ai-traiding"
+KUBE_VERSION = "1.37.2"
+MONITORING = "monitoring.coreos.com/v1"
+VALUES_FILES = ("values.yaml", "values-dev.yaml", "values-prod.yaml")
+
+
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    binary = tools_bin_dir() / "helm"
+    proc = subprocess.run([str(binary), *args], capture_output=True, text=True, check=False)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def render(*args: str, monitoring: bool = False, namespace: str = "trading") -> list[dict[str, Any]]:
+    api_versions = ["--api-versions", MONITORING] if monitoring else []
+    out = helm("template", "ai-traiding", str(CHART), "--namespace", namespace, "--kube-version", KUBE_VERSION,
+               *api_versions, *args).stdout  # fmt: skip
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def kinds(objects: list[dict[str, Any]]) -> list[str]:
+    return sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objects)
+
+
+def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def test_chart_version_and_app_version_follow_the_version_file() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    version = (REPO / "VERSION").read_text().strip()
+    assert (chart["version"], chart["appVersion"]) == (version, version)
+
+
+def test_chart_ships_the_generated_crd_byte_for_byte() -> None:
+    assert (CHART / "crds" / "tradingrun.yaml").read_bytes() == (REPO / "crds" / "tradingrun.yaml").read_bytes()
+
+
+@pytest.mark.parametrize("values", VALUES_FILES)
+def test_helm_lint_passes(values: str) -> None:
+    result = helm("lint", "--strict", str(CHART), "-f", str(CHART / values), "--kube-version", KUBE_VERSION)
+    assert "0 chart(s) failed" in result.stdout
+
+
+def test_without_the_monitoring_api_no_monitoring_object_is_rendered() -> None:
+    objects = render("-f", str(CHART / "values-dev.yaml"))
+    assert not by_kind(objects, "ServiceMonitor") and not by_kind(objects, "PrometheusRule")
+    assert not [c for c in by_kind(objects, "ConfigMap") if "grafana_dashboard" in c["metadata"]["labels"]]
+
+
+def test_with_the_monitoring_api_the_monitors_rules_and_dashboard_are_rendered_with_extra_labels() -> None:
+    objects = render("--set", "monitoring.additionalLabels.release=prometheus", monitoring=True)
+    (monitor,) = by_kind(objects, "ServiceMonitor")
+    (rule,) = by_kind(objects, "PrometheusRule")
+    dashboards = [c for c in by_kind(objects, "ConfigMap") if c["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    assert len(dashboards) == 1
+    for obj in (monitor, rule, dashboards[0]):
+        assert obj["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert rule["spec"]["groups"], "the PrometheusRule has no rule groups"
+    json.loads(dashboards[0]["data"]["ai-traiding.json"])  # a dashboard Grafana can read
+    disabled = render("--set", "monitoring.enabled=false", monitoring=True)
+    assert not by_kind(disabled, "ServiceMonitor") and not by_kind(disabled, "PrometheusRule")
+
+
+def test_prometheus_rule_is_exactly_what_traiding_slo_render_prints() -> None:
+    rendered = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "traiding"), "slo", "render"], capture_output=True, text=True, check=True
+    ).stdout
+    (rule,) = by_kind(render(monitoring=True), "PrometheusRule")
+    assert rule["spec"] == yaml.safe_load(rendered)["spec"]
+
+
+def test_scopes_render_the_matching_rbac_and_arguments() -> None:
+    single = render()
+    assert [r["metadata"]["namespace"] for r in by_kind(single, "Role") if "nightly" not in r["metadata"]["name"]] == [
+        "trading"
+    ]
+    (operator,) = [d for d in by_kind(single, "Deployment") if d["metadata"]["name"] == "ai-traiding"]
+    assert "--namespace=trading" in operator["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not by_kind(single, "ClusterRole")
+
+    several = render("--set", "watch.scope=namespaces", "--set", "watch.namespaces={a,b}")
+    roles = [r for r in by_kind(several, "Role") if "nightly" not in r["metadata"]["name"]]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["a", "b"]
+    (operator,) = [d for d in by_kind(several, "Deployment") if d["metadata"]["name"] == "ai-traiding"]
+    args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=a" in args and "--namespace=b" in args
+
+    cluster = render("--set", "watch.scope=cluster")
+    assert len(by_kind(cluster, "ClusterRole")) == 1 and len(by_kind(cluster, "ClusterRoleBinding")) == 1
+    (operator,) = [d for d in by_kind(cluster, "Deployment") if d["metadata"]["name"] == "ai-traiding"]
+    assert "--all-namespaces" in operator["spec"]["template"]["spec"]["containers"][0]["args"]
+
+    empty = helm("template", str(CHART), "--kube-version", KUBE_VERSION, "--set", "watch.scope=namespaces", check=False)
+    assert empty.returncode != 0 and "watch.namespaces must list at least one namespace" in empty.stderr
+
+
+def test_operator_rights_are_the_least_it_needs() -> None:
+    (role,) = [r for r in by_kind(render(), "Role") if "nightly" not in r["metadata"]["name"]]
+    granted = {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert ("", "secrets", "get") in granted
+    assert not {("", "secrets", "list"), ("", "secrets", "watch")} & granted
+    assert not [v for (_, _, v) in granted if v in ("*", "delete", "deletecollection", "escalate", "bind")]
+    (nightly,) = [r for r in by_kind(render(), "Role") if "nightly" in r["metadata"]["name"]]
+    assert nightly["rules"] == [{"apiGroups": ["traiding.io"], "resources": ["tradingruns"], "verbs": ["create"]}]
+
+
+def test_every_container_runs_non_root_read_only_without_capabilities() -> None:
+    objects = render("-f", str(CHART / "values-dev.yaml"))
+    pod_specs = [d["spec"]["template"]["spec"] for d in by_kind(objects, "Deployment")]
+    pod_specs += [c["spec"]["jobTemplate"]["spec"]["template"]["spec"] for c in by_kind(objects, "CronJob")]
+    assert len(pod_specs) == 3
+    for spec in pod_specs:
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        for container in spec["containers"]:
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True
+            assert context["allowPrivilegeEscalation"] is False
+            assert context["capabilities"] == {"drop": ["ALL"]}
+            assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+            assert container["resources"]["limits"]["memory"]
+
+
+def test_the_operator_deployment_is_one_replica_recreated_with_probes() -> None:
+    (operator,) = [d for d in by_kind(render(), "Deployment") if d["metadata"]["name"] == "ai-traiding"]
+    assert operator["spec"]["replicas"] == 1 and operator["spec"]["strategy"] == {"type": "Recreate"}
+    container = operator["spec"]["template"]["spec"]["containers"][0]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
+
+
+def test_nightly_cronjob_submits_a_valid_dry_run_even_if_values_ask_for_live() -> None:
+    objects = render("--set", "nightly.run.spec.mode=live")
+    (cron,) = by_kind(objects, "CronJob")
+    assert cron["spec"]["schedule"] == "0 2 * * *" and cron["spec"]["timeZone"] == "Etc/UTC"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    (config,) = [c for c in by_kind(objects, "ConfigMap") if c["metadata"]["name"].endswith("-nightly")]
+    manifest = yaml.safe_load(config["data"]["run.yaml"])
+    assert manifest["spec"]["mode"] == "dry-run"
+    assert manifest["metadata"]["labels"]["traiding.io/nightly"] == "true"
+    checked(manifest, "nightly run template")  # raises, naming the field, if the template were invalid
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ("watch.scope=everywhere", "/watch/scope"),
+        ("operator.logLevl=debug", "logLevl"),
+        ("simulator.speed=-1", "/simulator/speed"),
+        ("nightly.schedule=tonight", "/nightly/schedule"),
+        ("metrics.port=70000", "/metrics/port"),
+    ],
+)
+def test_a_wrong_value_is_refused_naming_it(setting: str, named: str) -> None:
+    result = helm("template", str(CHART), "--kube-version", KUBE_VERSION, "--set", setting, check=False)
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr and named in result.stderr
+
+
+def test_every_rendered_built_in_object_validates_strictly(tmp_path: Path) -> None:
+    objects = render("-f", str(CHART / "values-dev.yaml"), monitoring=True)
+    built_in = [o for o in objects if "." not in o["apiVersion"].split("/")[0] or o["apiVersion"].startswith(
+        ("apps/", "batch/", "rbac.authorization.k8s.io/", "policy/", "networking.k8s.io/")
+    )]  # fmt: skip
+    assert len(built_in) >= 10
+    path = tmp_path / "render.yaml"
+    path.write_text(yaml.safe_dump_all(built_in))
+    validate = REPO / ".venv" / "bin" / "kubernetes-validate"
+    result = subprocess.run(
+        [str(validate), "--strict", "--kubernetes-version", "1.37.0", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count(" passed for resource ") == len(built_in)
+
+
+@pytest.fixture
+def crds_installed(kube_cluster: KubeCluster) -> Iterator[None]:
+    """The TradingRun CRD and the Prometheus Operator's, as a cluster with the chart installed has them."""
+    crds = [REPO / "crds" / "tradingrun.yaml", *monitoring_crds.paths()]
+    for crd in crds:
+        kubectl(kube_cluster, "apply", "--server-side", "-f", str(crd))
+    kubectl(kube_cluster, "wait", "--for=condition=Established", "--timeout=60s", "crd/tradingruns.traiding.io",
+            "crd/servicemonitors.monitoring.coreos.com", "crd/prometheusrules.monitoring.coreos.com")  # fmt: skip
+    yield
+
+
+def kubectl(cluster: KubeCluster, *args: str, stdin: str | None = None) -> str:
+    result = subprocess.run(
+        [cluster.tool("kubectl"), *args], capture_output=True, text=True, check=False, env=cluster.env(), input=stdin
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.k8s
+@pytest.mark.parametrize("values", VALUES_FILES)
+def test_the_api_server_accepts_the_whole_render(
+    kube_cluster: KubeCluster, k8s_namespace: str, crds_installed: None, values: str
+) -> None:
+    namespaces = ["--set", f"watch.namespaces={{{k8s_namespace}}}", "--set", f"nightly.namespace={k8s_namespace}"]
+    objects = render("-f", str(CHART / values), *namespaces, monitoring=True, namespace=k8s_namespace)
+    out = kubectl(kube_cluster, "apply", "--dry-run=server", "-n", k8s_namespace, "-f", "-",
+                  stdin=yaml.safe_dump_all(objects))  # fmt: skip
+    assert out.count("(server dry run)") == len(objects), out
