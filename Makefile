@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat VERSION)-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: setup tools run test lint image e2e clean
+.PHONY: setup tools run test lint image e2e soak clean
 
 $(STAMP): pyproject.toml VERSION
 	$(PY) -m venv $(VENV)
@@ -40,8 +40,15 @@ lint: setup
 	$(BIN)/mypy scripts/image
 	$(BIN)/mypy scripts/e2e
 
+# Everything CI checks: lint and types, the test suite, the up/down soak of both clusters, the e2e.
 test: setup tools lint
 	scripts/test
+	$(MAKE) soak
+	$(MAKE) e2e
+
+# 30 cycles each of `scripts/cluster up` / `down`, plain and --real-node (AI_TRAIDING_SOAK_CYCLES=N).
+soak: setup tools
+	$(BIN)/pytest -m soak tests/soak -p no:cacheprovider -q -s
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache .coverage
