@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from traiding.data import BUNDLED_CANDLES
 from traiding.errors import UserError
 from traiding_simulator.cli import add_arguments, config_from_args, parse_key
 from traiding_simulator.config import DataSource, SimulatorConfig
@@ -22,9 +23,17 @@ def parse(*argv: str) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def test_defaults_bind_loopback_with_a_synthetic_market() -> None:
+def test_defaults_bind_loopback_and_replay_the_bundled_candles() -> None:
     config = config_from_args(parse())
-    assert (config.host, config.port, config.data, config.weight_limit) == ("127.0.0.1", 8765, [], 6000)
+    assert (config.host, config.port, config.weight_limit) == ("127.0.0.1", 8765, 6000)
+    assert config.data == [DataSource(path=BUNDLED_CANDLES)]
+    market, start = build_market(config)
+    assert sorted(market.by_symbol) == ["BTC/USDT", "ETH/USDT"]
+    # The default start is 80% through the data's span, for real candles as for a synthetic market.
+    assert start == market.first_ms + int((market.end_ms - market.first_ms) * 0.8)
+    assert config_from_args(parse("--synthetic")).data == []  # the seeded random walk, on request
+    with pytest.raises(UserError, match="exclude each other"):
+        config_from_args(parse("--synthetic", "--data", "x.json"))
 
 
 def test_all_flags(tmp_path: Path) -> None:
