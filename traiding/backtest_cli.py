@@ -260,7 +260,7 @@ def build_report(data: str, candles: Candles, result: BacktestResult, order: Row
     if not order.clean:
         notes.append(f"{order.describe()}; backtested sorted by time with one row per time (the later row wins)")
     if result.metrics.annualised_note:
-        notes.append(f"Sharpe, Sortino, CAGR and Calmar are {result.metrics.annualised_note}")
+        notes.append(f"CAGR, Sharpe, Sortino and Calmar are {result.metrics.annualised_note}")
     return {
         "data": data,
         "config": result.config.model_dump(),

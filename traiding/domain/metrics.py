@@ -134,8 +134,8 @@ def compute_metrics(
     note = None
     if period_ms is not None and span_ms < min_annualised_span_ms:
         note = (
-            f"not meaningful over {format_duration(span_ms)}: annualised figures (CAGR, Sharpe, Sortino, "
-            f"Calmar) need at least {format_duration(min_annualised_span_ms)} of candles"
+            f"not meaningful over {format_duration(span_ms)}: annualising needs at least "
+            f"{format_duration(min_annualised_span_ms)} of candles"
         )
 
     cagr = None
