@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,3 +56,36 @@ def test_an_example_ends_in_the_phase_its_comment_promises(example: Path, tmp_pa
     start_ms = int(simulator["start"].timestamp() * 1000)
     assert status["checkpoint"]["history"]["end_ms"] == start_ms
     assert (output / "report.html").exists() and (output / "summary.json").exists()
+
+
+def measured(example: str, *args: str) -> dict[str, tuple[int, int]]:
+    """scripts/example_windows.py's counts: 'passed the gates: 138 of 139' -> {'passed the gates': (138, 139)}."""
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "example_windows.py"), str(REPO / "examples" / example), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    counts = re.findall(r"^  (.+?)(?: \d{4}-\S+)?: (\d+) of (\d+)$", done.stdout, re.MULTILINE)
+    return {label.split(" of the pinned")[0]: (int(a), int(b)) for label, a, b in counts}
+
+
+@pytest.mark.slow
+def test_what_the_examples_comments_claim_about_their_windows_is_what_the_script_measures() -> None:
+    comment = " ".join(line.lstrip("# ") for line in (REPO / "examples" / "dry-run.yaml").read_text().splitlines())
+    eth = measured("dry-run.yaml")
+    passed, total = eth["passed the gates"]
+    near, near_total = eth["within 14 days"]
+    beat, _ = eth["returned more than buy and hold"]
+    assert f"pass on {passed} of the {total} 90-day windows" in comment
+    assert near == near_total and f"all {near} within two weeks of this start" in comment
+    assert f"buy and hold returned more in {total - beat} of those {total}" in comment
+    btc_passed, _ = measured("dry-run.yaml", "--symbol", "BTC/USDT")["passed the gates"]
+    assert f"the same settings pass {btc_passed} of {total}" in comment
+
+    stop = " ".join(
+        line.lstrip("# ") for line in (REPO / "examples" / "backtest-gate-stop.yaml").read_text().splitlines()
+    )
+    near_passed, near_total = measured("backtest-gate-stop.yaml", "--symbol", "BTC/USDT")["within 14 days"]
+    assert near_passed == 0 and f"fail on all {near_total} windows within two weeks" in stop

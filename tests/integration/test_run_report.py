@@ -126,3 +126,11 @@ def test_a_two_pair_runs_report_has_a_row_per_pair_and_per_trade(tmp_path: Path)
     text = "".join(report.text)
     assert "Market change (buy and hold, same candles)" in text
     assert "not meaningful over 12h" in text  # a 12-hour session's Sharpe is not annualised into a fantasy
+
+
+def test_a_warm_up_longer_than_the_lookback_stops_the_backtest_saying_so(tmp_path: Path) -> None:
+    # 12 hours of 5m candles are 144; the 50/200 crossover needs 200 before its first signal.
+    code, status, _ = run_example(tmp_path, **{"gates.dataCheck.lookback": "12h"})
+    assert code == 1 and status["reason"] == "WarmupLongerThanData"
+    assert status["message"].startswith("BTC/USDT: the strategy's warm-up needs 200 candles before its first signal")
+    assert "the lookback (12h of 5m) holds 144: lengthen gates.dataCheck.lookback" in status["message"]

@@ -141,6 +141,8 @@ def _outcome(run: TradingRun, status: TradingRunStatus, refresh: bool) -> str:
         cls, head = "ok", "Succeeded"
     elif phase in (Phase.FAILED, Phase.CANCELLED):
         cls, head = "bad", f"{phase} in {stopped_in}" if stopped_in else phase
+    elif phase == Phase.AWAITING_APPROVAL and not refresh:
+        cls, head = "running", "Awaiting approval (the run continues with --resume --approve-live)"
     else:
         cls, head = "running", f"In progress: {phase}"
     reason = f" {status.reason}:" if status.reason and cls == "bad" else ""
