@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,7 @@ def test_an_example_ends_in_the_phase_its_comment_promises(example: Path, tmp_pa
         assert status["phases"][stopped_in]["state"] == "Failed"
         assert list(status["phases"])[-1] == stopped_in  # nothing ran after the phase that stopped it
     # The replay held at the pinned start: the backtest's lookback ends exactly there.
-    start_ms = int(simulator["start"].timestamp() * 1000)
+    start_ms = int(datetime.fromisoformat(simulator["start"]).timestamp() * 1000)
     assert status["checkpoint"]["history"]["end_ms"] == start_ms
     assert (output / "report.html").exists() and (output / "summary.json").exists()
 
