@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 API_GROUP = "traiding.io"
 API_VERSION = "v1alpha1"
@@ -59,16 +59,41 @@ class SecretRef(SpecModel):
     )
 
 
+SYNTHETIC_DATA = "synthetic"
+
+
 class SimulatorSpec(SpecModel):
     """Trade against the project's Binance-compatible exchange simulator instead of a real exchange."""
 
-    model_config = ConfigDict(json_schema_extra={"description": "Use the exchange simulator."})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "description": "Use the exchange simulator.",
+            **_validations(
+                (
+                    "!has(self.url) || (!has(self.data) && !has(self.start))",
+                    "simulator.data and simulator.start describe a simulator `traiding run` starts itself; "
+                    "a running simulator (simulator.url) replays its own data from its own start",
+                ),
+            ),
+        }
+    )
 
     data: str | None = Field(
         default=None,
         description=(
-            "Folder or file of candles (freqtrade JSON or CSV) the simulator replays; empty means a "
-            "seeded synthetic market. Relative paths are resolved from the manifest's folder."
+            "Candles the simulator replays: a candle file or a folder of them, such as a freqtrade data "
+            "directory (files named like BTC_USDT-5m.json, .json.gz, .csv or .feather), relative to the "
+            "manifest's folder; `synthetic` for a seeded random walk. Empty: the real candles bundled with "
+            "traiding (Binance BTC/USDT and ETH/USDT at 5m and 1h, 2020-12-01 to 2021-07-17). Read by "
+            "`traiding run`, which starts the simulator; the operator's simulator replays its own data."
+        ),
+    )
+    start: AwareDatetime | None = Field(
+        default=None,
+        description=(
+            "Where the replay starts, a time in the data (RFC 3339, e.g. 2021-06-01T00:00:00Z): the "
+            "DataCheck lookback ends there and the trading session follows it. Empty: 80% through the span "
+            "of the replayed data, for real and synthetic data alike. Read by `traiding run`, like data."
         ),
     )
     speed: float = Field(
@@ -85,6 +110,15 @@ class SimulatorSpec(SpecModel):
             "one itself and the operator uses the simulator it was configured with."
         ),
     )
+
+    @model_validator(mode="after")
+    def _url_excludes_data_and_start(self) -> SimulatorSpec:
+        if self.url is not None and (self.data is not None or self.start is not None):
+            raise ValueError(
+                "simulator.data and simulator.start describe a simulator `traiding run` starts itself; "
+                "a running simulator (simulator.url) replays its own data from its own start"
+            )
+        return self
 
 
 class ExchangeSpec(SpecModel):
@@ -329,7 +363,16 @@ class Summary(StatusModel):
     wins: int | None = Field(default=None, description="Winning trades.")
     losses: int | None = Field(default=None, description="Losing trades.")
     maxDrawdownPct: float | None = Field(default=None, description="Largest drawdown from a peak, in percent.")
-    sharpe: float | None = Field(default=None, description="Annualised Sharpe ratio of the session.")
+    sharpe: float | None = Field(
+        default=None, description="Annualised Sharpe ratio of the session; empty when not meaningful (sharpeNote)."
+    )
+    sharpeNote: str | None = Field(
+        default=None, description="Why sharpe is empty, e.g. a session too short to annualise (under 7 days)."
+    )
+    marketChangePct: float | None = Field(
+        default=None,
+        description="Buy and hold over the session in percent: the mean over the symbols of last close / first close.",
+    )
 
 
 class ApprovalRecord(StatusModel):

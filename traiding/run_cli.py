@@ -12,31 +12,37 @@ import asyncio
 import getpass
 import io
 import json
+import math
 import os
 import sys
 import uuid
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import SecretStr
 
+from traiding.data import bundled_candle_files, bundled_summary
 from traiding.domain.candles import CandleCache
 from traiding.domain.statemachine import TERMINAL, Phase
-from traiding.domain.timeframes import duration_ms
+from traiding.domain.timeframes import DAY_MS, duration_ms, format_time, timeframe_ms
 from traiding.errors import UserError
 from traiding.manifest import load_manifest
 from traiding.pipeline.events import EventLog, JsonlSink
 from traiding.pipeline.local import Progress, drive, load_status, save_status
-from traiding.pipeline.report_files import write_report_files
+from traiding.pipeline.report_files import LiveReport, write_report_files
 from traiding.pipeline.wiring import SPEC_KEY, RunIdentity, approval_of, market_speed, open_context, poll_seconds
-from traiding.resource import TradingRun, TradingRunSpec, TradingRunStatus
+from traiding.resource import SYNTHETIC_DATA, TradingRun, TradingRunSpec, TradingRunStatus
 from traiding_adapters.connection import Credentials
 from traiding_adapters.hub import ExchangeHub
-from traiding_simulator import run_simulator
+from traiding_simulator import Simulator, run_simulator
 from traiding_simulator.config import ApiKeyConfig, DataSource, SimulatorConfig
+from traiding_simulator.market import SYNTHETIC_EPOCH_MS
 
 API_KEY_ENV, API_SECRET_ENV = "TRAIDING_API_KEY", "TRAIDING_API_SECRET"
+DEFAULT_START_FRACTION = float(SimulatorConfig.model_fields["start_fraction"].default)
+MAX_SYNTHETIC_DAYS = 365
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,34 +72,107 @@ def _credentials(run: TradingRun) -> Credentials | None:
     return Credentials(api_key=key, secret=secret, source=f"${API_KEY_ENV}/${API_SECRET_ENV}")
 
 
-def _simulator_config(spec: TradingRunSpec, manifest_dir: Path) -> SimulatorConfig:
+def _simulator_data(spec: TradingRunSpec, manifest_dir: Path) -> tuple[list[DataSource], str]:
+    """The candles `spec.exchange.simulator.data` names (none for a synthetic market) and their description."""
     sim = spec.exchange.simulator
     assert sim is not None
-    sources: list[DataSource] = []
-    if sim.data:
+    if sim.data == SYNTHETIC_DATA:
+        return [], "a seeded synthetic market"
+    if sim.data is not None:
         path = (manifest_dir / sim.data).resolve()
-        if path.exists():
-            sources.append(DataSource(path=path))
-        else:
-            print(f"note: simulator data {path} not found; using a seeded synthetic market", file=sys.stderr)
+        if not path.exists():
+            raise UserError(
+                f"spec.exchange.simulator.data: {path} does not exist (relative paths are resolved from the "
+                f"manifest's folder, {manifest_dir}); leave it empty for the bundled candles"
+            )
+        return [DataSource(path=path)], str(path)
+    files = [f for f in bundled_candle_files() if f.symbol in spec.market.symbols]
+    missing = sorted(set(spec.market.symbols) - {f.symbol for f in files})
+    if missing:
+        raise UserError(
+            f"spec.market.symbols: no bundled candles for {', '.join(missing)} (bundled: {bundled_summary()}); "
+            f"point spec.exchange.simulator.data at candle files, or set it to {SYNTHETIC_DATA}"
+        )
+    finest = min(timeframe_ms(f.timeframe) for f in files)
+    if timeframe_ms(spec.market.timeframe) % finest:
+        raise UserError(
+            f"spec.market.timeframe: {spec.market.timeframe} candles cannot be built from the bundled ones "
+            f"({bundled_summary()}); point spec.exchange.simulator.data at candle files of that timeframe"
+        )
+    names = ", ".join(f.name for f in files)
+    return [DataSource(symbol=f.symbol, path=f.path, interval=f.timeframe) for f in files], f"bundled candles ({names})"
+
+
+def _synthetic_days(spec: TradingRunSpec) -> int:
+    """Days of synthetic market for the run: the default start (80% through) leaves the lookback before it and
+    the session after it; an explicit start needs the session to fit after it."""
+    sim = spec.exchange.simulator
+    assert sim is not None
+    lookback, session = duration_ms(spec.gates.dataCheck.lookback), duration_ms(spec.session.duration)
+    span = max(lookback / DEFAULT_START_FRACTION, session / (1 - DEFAULT_START_FRACTION))
+    if sim.start is not None:
+        span = max(span, _ms(sim.start) - SYNTHETIC_EPOCH_MS + session)
+    days = math.ceil(span / DAY_MS) + 1
+    if days > MAX_SYNTHETIC_DAYS:
+        raise UserError(
+            f"spec.gates.dataCheck.lookback, spec.session.duration: the run needs {days} days of synthetic "
+            f"market, more than the {MAX_SYNTHETIC_DAYS} it can have; shorten them or replay candle files"
+        )
+    return days
+
+
+def _simulator_config(spec: TradingRunSpec, data: list[DataSource], *, hold: bool) -> SimulatorConfig:
+    """`hold`: the replay stands still at its start until the trading session begins (see `_ReplayHold`)."""
+    sim = spec.exchange.simulator
+    assert sim is not None
     keys = []
     key, secret = os.environ.get(API_KEY_ENV), os.environ.get(API_SECRET_ENV)
     if key and secret:
         keys.append(ApiKeyConfig(key=key, secret=SecretStr(secret)))
-    # A synthetic market long enough for the run: the lookback before the replay starts, the session after it.
-    day_ms = 86_400_000
-    lookback_days = -(-duration_ms(spec.gates.dataCheck.lookback) // day_ms) + 1
-    days = lookback_days + -(-duration_ms(spec.session.duration) // day_ms) + 2
     return SimulatorConfig(
-        data=sources,
-        speed=sim.speed,
+        data=data,
+        speed=0.0 if hold else sim.speed,
+        start=sim.start,
         seed=sim.seed,
         keys=keys,
         log_requests=False,
         synthetic_symbols={symbol: 100.0 for symbol in spec.market.symbols},
-        synthetic_days=min(days, 365),
-        start_fraction=min(lookback_days / days, 1.0),
+        synthetic_days=_synthetic_days(spec) if not data else 30,
     )
+
+
+def check_replay_window(spec: TradingRunSpec, first_ms: int, end_ms: int, start_ms: int) -> None:
+    """The lookback must lie in the data before the replay start and the session after it (it would wait forever
+    for candles past the end of the data)."""
+    lookback, session = duration_ms(spec.gates.dataCheck.lookback), duration_ms(spec.session.duration)
+    where = f"the replay start {format_time(start_ms)}"
+    data = f"the data ({format_time(first_ms)} to {format_time(end_ms)})"
+    if start_ms - lookback < first_ms:
+        raise UserError(
+            f"spec.gates.dataCheck.lookback: {spec.gates.dataCheck.lookback} before {where} begins before {data}; "
+            f"set spec.exchange.simulator.start to {format_time(first_ms + lookback)} or later, or shorten the lookback"
+        )
+    if start_ms + session > end_ms:
+        raise UserError(
+            f"spec.session.duration: a {spec.session.duration} session from {where} runs past the end of {data}; "
+            f"set spec.exchange.simulator.start to {format_time(end_ms - session)} or earlier, or shorten the session"
+        )
+
+
+class _ReplayHold:
+    """Holds the simulator's replay at its start until the trading session begins, then lets it run at the
+    run's speed: the lookback then ends exactly at `simulator.start` and the session starts there, however
+    long DataCheck and Backtest take in wall time (at 600x a second of wall time is ten minutes of market)."""
+
+    def __init__(self, sim: Simulator, speed: float) -> None:
+        self.sim = sim
+        self.speed = speed
+        self.held = sim.state.replay.speed == 0
+
+    def __call__(self, status: TradingRunStatus) -> None:
+        if self.held and Phase(status.phase) in (Phase.TRADING, Phase.REPORTING):
+            self.sim.set_clock(speed=self.speed)
+            self.held = False
 
 
 def _prepare_output(args: argparse.Namespace, run: TradingRun) -> tuple[Path, TradingRunStatus]:
@@ -133,17 +212,25 @@ async def _run(args: argparse.Namespace, run: TradingRun, output: Path, status: 
     sink = JsonlSink(output / "events.jsonl")
     events = EventLog(run.metadata.name, [sink])
     hub = ExchangeHub()
+    report = LiveReport(output, run, _cache(args))
+    observers: list[Callable[[TradingRunStatus], None]] = [report.update]
     async with AsyncExitStack() as stack:
         base_url = None
         if spec.exchange.simulator is not None:
             base_url = spec.exchange.simulator.url
             if base_url is None:
-                sim = await stack.enter_async_context(
-                    run_simulator(_simulator_config(spec, args.manifest.resolve().parent))
-                )
+                data, described = _simulator_data(spec, args.manifest.resolve().parent)
+                hold = Phase(status.phase) not in (Phase.TRADING, Phase.REPORTING)
+                sim = await stack.enter_async_context(run_simulator(_simulator_config(spec, data, hold=hold)))
+                market, start_ms = sim.state.market, sim.state.replay.start_ms
+                check_replay_window(spec, market.first_ms, market.end_ms, start_ms)
+                observers.append(_ReplayHold(sim, market_speed(spec)))
                 base_url = sim.base_url
                 events.emit(
-                    "Pending", "SimulatorStarted", f"exchange simulator on {base_url} at {market_speed(spec):g}x"
+                    "Pending",
+                    "SimulatorStarted",
+                    f"exchange simulator on {base_url} replaying {described} from {format_time(start_ms)} at "
+                    f"{market_speed(spec):g}x (held there until the trading session begins)",
                 )
         stack.push_async_callback(hub.close)  # after the simulator's exit, so connections close before it stops
         ctx = await open_context(
@@ -161,13 +248,15 @@ async def _run(args: argparse.Namespace, run: TradingRun, output: Path, status: 
         if args.approve_live:
             now = datetime.now(UTC)
             approval = approval_of(getpass.getuser(), now, now, spec.approval.ttl)
+        report.update(status)
         status = await drive(
             ctx,
             status,
             status_path,
             approval=approval,
             poll_seconds=poll_seconds(spec),
-            progress=Progress(io.StringIO()) if args.quiet else Progress(),
+            progress=Progress(io.StringIO(), live=ctx.live) if args.quiet else Progress(live=ctx.live),
+            observers=observers,
         )
     sink.close()
     return status
@@ -199,6 +288,10 @@ def run(args: argparse.Namespace) -> int:
     save_status(output / "status.json", status)
     write_report_files(output, manifest, status, _cache(args))
     return _exit_code(status, output)
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
 
 
 def _cache(args: argparse.Namespace) -> CandleCache:

@@ -12,7 +12,7 @@ from pydantic import SecretStr, ValidationError
 
 from traiding.errors import UserError
 from traiding_simulator.config import ApiKeyConfig, DataSource, FaultConfig, SimulatorConfig
-from traiding_simulator.loading import DataError, parse_data_argument
+from traiding_simulator.loading import DataError, bundled_sources, parse_data_argument
 from traiding_simulator.server import Simulator, serve_forever
 from traiding_simulator.urls import client_urls
 
@@ -25,11 +25,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="[SYMBOL=]PATH[@INTERVAL]",
-        help="candles to replay: BTC/USDT=file.json, a file named like BTC_USDT-5m.json, or a folder of them "
-        "(repeatable; default: a seeded synthetic market)",
+        help="candles to replay: BTC/USDT=file.json, a file named like BTC_USDT-5m.json (.json.gz, .csv, "
+        ".feather), or a folder of them such as a freqtrade data directory (repeatable; default: the bundled "
+        "candles, BTC/USDT and ETH/USDT at 5m and 1h)",
+    )
+    parser.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="replay a seeded synthetic market (a random walk: BTC/USDT, ETH/USDT, SOL/USDT) instead of real candles",
     )
     parser.add_argument("--speed", type=float, default=1.0, help="replay speed (300: five market minutes a second)")
-    parser.add_argument("--start", help="replay start in the data, ISO time or epoch ms (default: 80%% through)")
+    parser.add_argument(
+        "--start", help="replay start in the data, ISO time or epoch ms (default: 80%% through the data's span)"
+    )
     parser.add_argument(
         "--align-to-wall-clock",
         action="store_true",
@@ -84,8 +92,12 @@ def _parse_start(text: str | None) -> datetime | int | None:
 
 
 def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
+    if args.synthetic and args.data:
+        raise UserError("--synthetic and --data exclude each other: replay either a synthetic market or candles")
     try:
         data: list[DataSource] = [parse_data_argument(text) for text in args.data]
+        if not data and not args.synthetic:
+            data = bundled_sources()
         return SimulatorConfig(
             host=args.host,
             port=args.port,

@@ -1,4 +1,8 @@
-"""Build the replayed `Market` from the configuration: candle files, a folder of them, or a synthetic market."""
+"""Build the replayed `Market` from the configuration: candle files, a folder of them, or a synthetic market.
+
+A folder is read as a freqtrade data directory: every file named like `BTC_USDT-5m.json` (also `.json.gz`,
+`.csv`, `.csv.gz`, `.feather`). The bundled candles (`traiding.data`) are such a folder.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,11 @@ from collections import defaultdict
 from datetime import UTC
 from pathlib import Path
 
-from traiding.domain.candles import Candles, load_candles
+from traiding.data import BUNDLED_CANDLES
+from traiding.domain.candle_files import find_candle_files, parse_candle_file_name
+from traiding.domain.candles import CandleFileError, Candles, load_candles, row_order
+from traiding.domain.timeframes import format_time
+from traiding.errors import UserError
 from traiding_simulator.config import DataSource, SimulatorConfig
 from traiding_simulator.market import (
     DAY_MS,
@@ -17,13 +25,17 @@ from traiding_simulator.market import (
     SymbolMarket,
     parse_symbol,
     shift,
-    symbol_from_file_name,
     synthetic_candles,
 )
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A data source the simulator cannot replay; the message names the file and the fix."""
+
+
+def bundled_sources() -> list[DataSource]:
+    """The candles that ship with the package (BTC/USDT and ETH/USDT at 5m and 1h)."""
+    return [DataSource(path=BUNDLED_CANDLES)]
 
 
 def expand_sources(sources: list[DataSource]) -> list[DataSource]:
@@ -31,14 +43,17 @@ def expand_sources(sources: list[DataSource]) -> list[DataSource]:
     expanded: list[DataSource] = []
     for source in sources:
         if source.path.is_dir():
-            for path in sorted(source.path.iterdir()):
-                named = symbol_from_file_name(path)
-                if named is not None and path.suffix in {".json", ".csv"}:
-                    expanded.append(DataSource(symbol=named[0], path=path, interval=named[1]))
+            try:
+                files = find_candle_files(source.path)
+            except CandleFileError as exc:
+                raise DataError(str(exc)) from None
+            if not files:
+                raise DataError(f"{source.path}: holds no candle files named like BTC_USDT-5m.json")
+            expanded.extend(DataSource(symbol=f.symbol, path=f.path, interval=f.timeframe) for f in files)
             continue
-        named = symbol_from_file_name(source.path)
-        symbol = source.symbol or (named[0] if named else None)
-        interval = source.interval or (named[1] if named else None)
+        named = parse_candle_file_name(source.path)
+        symbol = source.symbol or (named.symbol if named else None)
+        interval = source.interval or (named.timeframe if named else None)
         if symbol is None or interval is None:
             raise DataError(
                 f"{source.path}: cannot tell the symbol and interval from the file name; name it like "
@@ -65,10 +80,21 @@ def _load_cached(path: Path, mtime_ns: int, size: int) -> Candles:
 
 
 def load_file(path: Path) -> Candles:
-    """`load_candles`, memoised per file version: tests and restarts do not parse the same file twice."""
+    """`load_candles`, memoised per file version: tests and restarts do not parse the same file twice.
+
+    The replay needs one candle per time in ascending order. A file with duplicate or out-of-order rows is
+    refused, saying how many and where the first is, rather than repaired behind the user's back.
+    """
     resolved = path.resolve()
     stat = resolved.stat()
-    return _load_cached(resolved, stat.st_mtime_ns, stat.st_size)
+    candles = _load_cached(resolved, stat.st_mtime_ns, stat.st_size)
+    order = row_order(candles)
+    if not order.clean:
+        raise DataError(
+            f"{path}: {order.describe()}; the simulator replays one candle per time in ascending order, "
+            "so sort the file and keep one row per time (`traiding backtest --data FILE` reports the same)"
+        )
+    return candles
 
 
 def build_market(config: SimulatorConfig, wall_now_ms: int | None = None) -> tuple[Market, int]:
@@ -107,9 +133,17 @@ def build_market(config: SimulatorConfig, wall_now_ms: int | None = None) -> tup
 
 
 def _replay_start(config: SimulatorConfig, market: Market) -> int:
+    """The configured start, which must lie in the data; by default `start_fraction` (80%) through its span."""
     if config.start is None:
         return market.first_ms + int((market.end_ms - market.first_ms) * config.start_fraction)
     if isinstance(config.start, int):
-        return config.start
-    start = config.start if config.start.tzinfo is not None else config.start.replace(tzinfo=UTC)
-    return int(start.timestamp() * 1000)
+        start_ms = config.start
+    else:
+        moment = config.start if config.start.tzinfo is not None else config.start.replace(tzinfo=UTC)
+        start_ms = int(moment.timestamp() * 1000)
+    if not market.first_ms <= start_ms < market.end_ms:
+        raise DataError(
+            f"replay start {format_time(start_ms)} is outside the data, which runs from "
+            f"{format_time(market.first_ms)} to {format_time(market.end_ms)}"
+        )
+    return start_ms

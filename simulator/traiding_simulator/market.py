@@ -8,10 +8,8 @@ reductions are numpy; the only per-row Python work is formatting each kline row 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -41,7 +39,6 @@ INTERVAL_MS: dict[str, int] = {
 }
 _WEEK_ORIGIN_MS = 4 * DAY_MS  # Binance weeks start on Monday; 1970-01-01 was a Thursday
 SYNTHETIC_EPOCH_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z: the synthetic history's first candle
-_FILE_NAME_RE = re.compile(r"^(?P<base>[A-Za-z0-9]+)_(?P<quote>[A-Za-z0-9]+)-(?P<interval>\d+[mhdw])(?:\.\w+)+$")
 _ROWS_PER_CHUNK = 1024
 
 
@@ -51,14 +48,6 @@ def parse_symbol(symbol: str) -> tuple[str, str]:
     if not sep or not base or not quote:
         raise ValueError(f"invalid symbol {symbol!r}: expected BASE/QUOTE, e.g. BTC/USDT")
     return base, quote
-
-
-def symbol_from_file_name(path: Path) -> tuple[str, str] | None:
-    """("BTC/USDT", "5m") from a freqtrade-style name like BTC_USDT-5m.json; None when it does not look like one."""
-    match = _FILE_NAME_RE.match(path.name)
-    if match is None:
-        return None
-    return f"{match['base'].upper()}/{match['quote'].upper()}", match["interval"]
 
 
 def _bucket_origin(interval_ms: int) -> int:

@@ -1,4 +1,9 @@
-"""The example manifest made fast for tests: against a given simulator at 3000x, with dotted-path overrides."""
+"""The example manifest made fast and busy for tests: against a given simulator at 3000x, with dotted-path overrides.
+
+These tests are about the pipeline (phases, orders, restarts, the kill switch), not about a strategy's edge, so
+the run trades often (a 10/30 crossover: several trades a day of 5m candles) and its backtest gate asks only for
+trades. The examples themselves run unmodified in test_examples.py.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,9 @@ def example_run(simulator_url: str, **overrides: Any) -> dict[str, Any]:
     spec = document["spec"]
     spec["exchange"]["simulator"] = {"url": simulator_url, "speed": 3000}
     spec["session"] = {"duration": "6h"}
+    spec["strategy"]["params"] = {"fast": 10, "slow": 30}
+    spec["gates"]["dataCheck"]["lookback"] = "30d"
+    spec["gates"]["backtest"] = {"minTrades": 20, "minSharpe": None, "maxDrawdownPct": None}
     for dotted, value in overrides.items():
         node = spec
         *parents, last = dotted.split(".")

@@ -169,6 +169,9 @@ def test_a_killed_run_resumes_where_it_was(tmp_path: Path, simulator: ThreadedSi
         process.wait()
     killed = json.loads((output / "status.json").read_text())
     assert killed["phase"] == "Trading"
+    # The report was written as the run went, and a browser showing it keeps reloading it while it is unfinished.
+    live = (output / "report.html").read_text()
+    assert 'http-equiv="refresh"' in live and "In progress: Trading" in live and '<table class="gates">' in live
 
     assert run_cli(manifest, output, "--resume") == 0
     events = read_events(output)
@@ -177,6 +180,7 @@ def test_a_killed_run_resumes_where_it_was(tmp_path: Path, simulator: ThreadedSi
     assert len(ids) == len(set(ids))
     status = json.loads((output / "status.json").read_text())
     assert status["phase"] == "Succeeded"
+    assert "http-equiv" not in (output / "report.html").read_text()  # the final write stops the reloading
     assert status["checkpoint"]["session"]["started_ms"] == killed["checkpoint"]["session"]["started_ms"]
     # The paper account came back with the run: the realised equity is the account's, not a fresh 10 000.
     paper = status["checkpoint"]["session"]["paper"]

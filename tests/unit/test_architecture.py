@@ -20,6 +20,8 @@ FORBIDDEN_IN_DOMAIN = (
     "traiding.pipeline",
     "asyncio",
 )
+# The bundled candles: files and a lookup beside the domain, read by the simulator and the command line alike.
+FORBIDDEN_IN_DATA = (*FORBIDDEN_IN_DOMAIN, "traiding.backtest_cli", "traiding.run_cli")
 FORBIDDEN_IN_ADAPTERS = ("traiding.pipeline", "traiding_operator", "traiding_simulator", "kubernetes", "kopf")
 FORBIDDEN_IN_SIMULATOR = ("traiding_adapters", "traiding.pipeline", "traiding_operator", "kubernetes", "kopf")
 
@@ -48,6 +50,7 @@ def violations(folder: Path, forbidden: tuple[str, ...], root: Path = REPO) -> l
     ("folder", "forbidden"),
     [
         ("traiding/domain", FORBIDDEN_IN_DOMAIN),
+        ("traiding/data", FORBIDDEN_IN_DATA),
         ("adapters/traiding_adapters", FORBIDDEN_IN_ADAPTERS),
         ("simulator/traiding_simulator", FORBIDDEN_IN_SIMULATOR),
     ],

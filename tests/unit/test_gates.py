@@ -61,6 +61,13 @@ def test_an_undefined_metric_fails_its_gate_with_a_reason() -> None:
         assert not result.passed and result.actual is None and result.margin is None
         assert result.message.startswith("sharpe is not available")
         assert "minimum 0.50" in result.message
+    # Where the reason is known (a period too short to annualise), the message gives it.
+    notes = {"sharpe": "not meaningful over 6h: annualised figures need at least 7d of candles"}
+    [result] = evaluate_gates({"sharpe": None}, [MIN_SHARPE], notes).results
+    assert result.message == (
+        "sharpe is not meaningful over 6h: annualised figures need at least 7d of candles, "
+        "so the minimum 0.50 cannot be met"
+    )
 
 
 def test_a_gate_on_an_unknown_metric_is_a_user_error_naming_the_known_ones() -> None:

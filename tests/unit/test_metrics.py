@@ -32,8 +32,10 @@ def hourly(n: int) -> np.ndarray:
 def metrics_of(
     equity: list[float], trades: FakeTrades | None = None, times: np.ndarray | None = None
 ) -> BacktestMetrics:
+    """Metrics of a few hourly candles, annualised however short (these tests check the formulas)."""
     eq = np.array(equity, dtype=float)
-    return compute_metrics(hourly(len(eq)) if times is None else times, eq, trades or FakeTrades(), eq[0])
+    times = hourly(len(eq)) if times is None else times
+    return compute_metrics(times, eq, trades or FakeTrades(), eq[0], min_annualised_span_ms=0)
 
 
 def test_returns_sharpe_sortino_and_drawdown_by_hand() -> None:
@@ -59,7 +61,7 @@ def test_cagr_and_calmar_over_a_year() -> None:
     times = T0 + 24 * HOUR * np.arange(n, dtype=np.int64)
     equity = np.linspace(100, 200, n)
     equity[100] = 80  # a dip: peak before is ~127.5
-    m = compute_metrics(times, equity, FakeTrades(), 100.0)
+    m = compute_metrics(times, equity, FakeTrades(), 100.0)  # a year: long enough to annualise
     assert m.cagr_pct == pytest.approx(100)
     assert 365 * 24 * HOUR == YEAR_MS
     peak = equity[99]
@@ -146,6 +148,31 @@ def test_tiny_inputs() -> None:
     assert empty.final_equity == 1000 and empty.candles == 0 and empty.start_time is None
     one = metrics_of([100])
     assert one.cagr_pct is None and one.sharpe is None and one.max_drawdown_pct == 0
+
+
+def test_annualised_figures_of_a_short_period_are_not_meaningful_and_say_why() -> None:
+    rng = np.random.default_rng(5)
+    six_hours = np.asarray(
+        100 * np.cumprod(1 + rng.normal(0.001, 0.002, 72)), dtype=np.float64
+    )  # a 6h session of 5m candles, rising
+    times = T0 + 300_000 * np.arange(72, dtype=np.int64)
+    short = compute_metrics(times, six_hours, FakeTrades(), 100.0)
+    assert short.sharpe is short.sortino is short.cagr_pct is short.calmar is None
+    assert short.annualised_note == "not meaningful over 6h: annualising needs at least 7d of candles"
+    assert set(short.notes()) == {"cagr_pct", "sharpe", "sortino", "calmar"}
+    assert short.total_return_pct == pytest.approx((six_hours[-1] / 100 - 1) * 100)  # not annualised: reported
+    # The same formulas over a week (2016 five-minute candles) give numbers.
+    week = np.asarray(100 * np.cumprod(1 + rng.normal(0.0001, 0.002, 2016)), dtype=np.float64)
+    weekly = compute_metrics(T0 + 300_000 * np.arange(2016, dtype=np.int64), week, FakeTrades(), 100.0)
+    assert weekly.sharpe is not None and weekly.cagr_pct is not None and weekly.annualised_note is None
+    assert weekly.notes() == {}
+
+
+def test_market_change_is_buy_and_hold_over_the_same_candles() -> None:
+    close = np.array([200.0, 180.0, 250.0])
+    m = compute_metrics(hourly(3), np.full(3, 100.0), FakeTrades(), 100.0, close=close)
+    assert m.market_change_pct == pytest.approx(25)
+    assert metrics_of([100, 101]).market_change_pct is None  # no prices given
 
 
 def test_gate_values_are_the_numeric_metrics_by_name() -> None:

@@ -93,6 +93,20 @@ def test_cross_field_rules_are_in_the_crd() -> None:
     assert spec["properties"]["capital"]["properties"]["initial"]["exclusiveMinimum"] is True
 
 
+def test_the_replay_start_is_an_rfc3339_time_in_the_crd_and_only_for_a_simulator_traiding_run_starts() -> None:
+    simulator = _schema()["properties"]["spec"]["properties"]["exchange"]["properties"]["simulator"]
+    start = simulator["properties"]["start"]
+    assert (start["type"], start["format"]) == ("string", "date-time")
+    assert "80% through the span" in start["description"] and "real and synthetic data alike" in start["description"]
+    assert "synthetic" in simulator["properties"]["data"]["description"]
+    assert [v["rule"] for v in simulator["x-kubernetes-validations"]] == [
+        "!has(self.url) || (!has(self.data) && !has(self.start))"
+    ]
+    run = parse_manifest(manifest(exchange={"simulator": {"start": "2021-06-01T00:00:00+02:00"}}))
+    assert run.spec.exchange.simulator is not None and run.spec.exchange.simulator.start is not None
+    assert run.spec.exchange.simulator.start.timestamp() == 1_622_498_400  # 2021-05-31T22:00:00Z
+
+
 def test_nested_objects_default_so_the_api_server_fills_their_fields() -> None:
     spec = _schema()["properties"]["spec"]
     assert spec["properties"]["gates"]["default"] == {}
@@ -112,6 +126,13 @@ def test_nested_objects_default_so_the_api_server_fills_their_fields() -> None:
         ({"gates": {"dataCheck": {"lookback": "30 days"}}}, "spec.gates.dataCheck.lookback", "pattern"),
         ({"mode": "paper"}, "spec.mode", "dry-run"),
         ({"sesion": {"duration": "1h"}}, "spec.sesion", "Extra inputs are not permitted"),
+        ({"exchange": {"simulator": {"start": "2021-06-01T00:00:00"}}}, "spec.exchange.simulator.start", "timezone"),
+        ({"exchange": {"simulator": {"start": "yesterday"}}}, "spec.exchange.simulator.start", "datetime"),
+        (
+            {"exchange": {"simulator": {"url": "http://sim:8080", "start": "2021-06-01T00:00:00Z"}}},
+            "spec.exchange.simulator",
+            "a running simulator (simulator.url) replays its own data from its own start",
+        ),
     ],
 )
 def test_invalid_spec_errors_name_the_field(spec_patch: dict[str, Any], field: str, words: str) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import gzip
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from traiding.data import BUNDLED_CANDLES
 from traiding.errors import UserError
 from traiding_simulator.cli import add_arguments, config_from_args, parse_key
 from traiding_simulator.config import DataSource, SimulatorConfig
@@ -22,9 +25,17 @@ def parse(*argv: str) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def test_defaults_bind_loopback_with_a_synthetic_market() -> None:
+def test_defaults_bind_loopback_and_replay_the_bundled_candles() -> None:
     config = config_from_args(parse())
-    assert (config.host, config.port, config.data, config.weight_limit) == ("127.0.0.1", 8765, [], 6000)
+    assert (config.host, config.port, config.weight_limit) == ("127.0.0.1", 8765, 6000)
+    assert config.data == [DataSource(path=BUNDLED_CANDLES)]
+    market, start = build_market(config)
+    assert sorted(market.by_symbol) == ["BTC/USDT", "ETH/USDT"]
+    # The default start is 80% through the data's span, for real candles as for a synthetic market.
+    assert start == market.first_ms + int((market.end_ms - market.first_ms) * 0.8)
+    assert config_from_args(parse("--synthetic")).data == []  # the seeded random walk, on request
+    with pytest.raises(UserError, match="exclude each other"):
+        config_from_args(parse("--synthetic", "--data", "x.json"))
 
 
 def test_all_flags(tmp_path: Path) -> None:
@@ -107,3 +118,41 @@ def test_replay_starts_80_percent_through_or_where_asked_or_at_wall_clock_time()
     shift = aligned.first_ms - market.first_ms
     assert shift % 86_400_000 == 0  # whole days: candle boundaries stay aligned
     assert aligned.first_ms <= start < aligned.end_ms
+
+
+def _rows(times: list[int]) -> list[list[float]]:
+    return [[1_606_780_800_000 + t * 300_000, 100.0, 101.0, 99.0, 100.5, 1.0] for t in times]
+
+
+def test_a_freqtrade_data_directory_replays_as_it_is(tmp_path: Path) -> None:
+    (tmp_path / "ETH_USDT-5m.json.gz").write_bytes(gzip.compress(json.dumps(_rows(list(range(100)))).encode()))
+    (tmp_path / "BTC_USDT-5m.csv").write_text(
+        "timestamp,open,high,low,close,volume\n"
+        + "".join(f"{r[0]},{r[1]},{r[2]},{r[3]},{r[4]},{r[5]}\n" for r in _rows([0, 1, 2]))
+    )
+    market, _ = build_market(SimulatorConfig(data=[DataSource(path=tmp_path)]))
+    assert sorted(market.by_symbol) == ["BTC/USDT", "ETH/USDT"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match=r"holds no candle files named like BTC_USDT-5m\.json"):
+        build_market(SimulatorConfig(data=[DataSource(path=empty)]))
+
+
+def test_a_file_with_duplicate_or_unsorted_rows_is_refused_saying_where(tmp_path: Path) -> None:
+    path = tmp_path / "BTC_USDT-5m.json"
+    path.write_text(json.dumps(_rows([0, 1, 1, 3, 2])))
+    with pytest.raises(DataError) as caught:
+        build_market(SimulatorConfig(data=[DataSource(path=path)]))
+    assert str(caught.value) == (
+        f"{path}: 1 duplicate row (same open time as an earlier row; first: row 3, 2020-12-01T00:05:00Z); "
+        "1 row out of time order (first: row 5, 2020-12-01T00:10:00Z); the simulator replays one candle per time "
+        "in ascending order, so sort the file and keep one row per time (`traiding backtest --data FILE` reports "
+        "the same)"
+    )
+
+
+def test_a_start_outside_the_data_is_refused_naming_its_span() -> None:
+    with pytest.raises(
+        DataError, match=r"replay start 2030-01-01T00:00:00Z is outside the data, which runs from 2024-01-01"
+    ):
+        build_market(SimulatorConfig(synthetic_days=10, start=datetime(2030, 1, 1, tzinfo=UTC)))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +16,6 @@ from traiding_simulator.market import (
     SymbolMarket,
     aggregate,
     fmt_number,
-    symbol_from_file_name,
     synthetic_candles,
 )
 
@@ -131,12 +129,6 @@ def test_path_range_covers_extremes_between_two_times(btc: SymbolMarket) -> None
 def test_kline_numbers_round_trip_exactly() -> None:
     for value in (29000.01, 1.23456789, 794.500517, 12345678.12345678, 0.1 + 0.2):
         assert float(fmt_number(value)) == value
-
-
-def test_file_names_give_symbol_and_interval() -> None:
-    assert symbol_from_file_name(Path("BTC_USDT-5m.json")) == ("BTC/USDT", "5m")
-    assert symbol_from_file_name(Path("eth_usdt-1h.csv")) == ("ETH/USDT", "1h")
-    assert symbol_from_file_name(Path("notes.json")) is None
 
 
 def test_synthetic_market_is_seeded_and_on_the_tick_grid() -> None:

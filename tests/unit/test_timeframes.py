@@ -9,6 +9,7 @@ from traiding.domain.timeframes import (
     duration_timedelta,
     format_duration,
     format_time,
+    parse_timerange,
     timeframe_ms,
 )
 
@@ -100,3 +101,32 @@ def test_format_duration_round_trips_through_duration_ms(ms: int) -> None:
 def test_format_time_is_iso_utc() -> None:
     assert format_time(1_606_780_800_000) == "2020-12-01T00:00:00Z"
     assert format_time(1_606_780_800_123) == "2020-12-01T00:00:00.123Z"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("20210101-20210301", (1_609_459_200_000, 1_614_556_800_000)),
+        ("20210101-", (1_609_459_200_000, None)),
+        ("-20210301", (None, 1_614_556_800_000)),
+        ("1609459200-1614556800", (1_609_459_200_000, 1_614_556_800_000)),  # epoch seconds
+        ("1609459200000-", (1_609_459_200_000, None)),  # epoch milliseconds
+    ],
+)
+def test_timeranges_in_freqtrades_syntax(text: str, expected: tuple[int | None, int | None]) -> None:
+    assert parse_timerange(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("-", "expected START-END"),
+        ("2021-01-01", "expected START-END"),
+        ("20210101", "expected START-END"),
+        ("20211301-", "invalid timerange date '20211301'"),
+        ("20210301-20210101", "the end is before the start"),
+    ],
+)
+def test_bad_timeranges_say_what_is_expected(text: str, words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        parse_timerange(text)

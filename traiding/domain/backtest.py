@@ -190,7 +190,7 @@ def run_backtest(
     else:
         bounds = _boundaries_with_stops(candles, entry_signals, exit_signals, config)
     trades, equity = _account(candles, bounds, config)
-    metrics = compute_metrics(candles.time, equity, trades, config.initial_capital)
+    metrics = compute_metrics(candles.time, equity, trades, config.initial_capital, close=candles.close)
     return BacktestResult(config=config, trades=trades, equity=equity, metrics=metrics)
 
 

@@ -1,9 +1,10 @@
 """OHLCV candles as columns of numpy arrays: the one in-memory form every engine module reads.
 
-Also their files: `load_candles` reads freqtrade JSON (`[[open_time_ms, o, h, l, c, v], ...]`) and CSV with
-a header, `save_candles` writes them, `merge_candles`/`normalize` combine and clean them. Loading never drops
-or reorders rows: duplicates and out-of-order rows stay visible to the data-quality check, and
-`normalize` (sort, dedupe) runs after it.
+Also their files: `load_candles` reads freqtrade JSON (`[[open_time_ms, o, h, l, c, v], ...]`, also gzipped as
+freqtrade's jsongz format writes it), CSV with a header, and freqtrade's feather files (with the optional
+`pyarrow`: `pip install 'ai-traiding[feather]'`); `save_candles` writes JSON and CSV, `merge_candles` and
+`normalize` combine and clean them. Loading never drops or reorders rows: duplicates and out-of-order rows
+stay visible (`row_order` counts them, and the data-quality check), and `normalize` (sort, dedupe) runs after.
 """
 
 from __future__ import annotations
@@ -24,14 +25,16 @@ from typing import Any, TextIO
 import numpy as np
 import numpy.typing as npt
 
-from traiding.domain.timeframes import timeframe_ms
+from traiding.domain.timeframes import format_time, timeframe_ms
 from traiding.errors import UserError
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 COLUMNS = ("time", "open", "high", "low", "close", "volume")
-SUFFIXES = (".json", ".json.gz", ".csv", ".csv.gz")
+SUFFIXES = (".json", ".json.gz", ".csv", ".csv.gz")  # what save_candles writes
+LOAD_SUFFIXES = (*SUFFIXES, ".feather")  # what load_candles reads
+FEATHER_HINT = "reading feather files needs pyarrow: pip install 'ai-traiding[feather]'"
 
 # Below this an epoch time must be in seconds: 1e11 ms is March 1973, 1e11 s is the year 5138.
 _SECONDS_THRESHOLD = 1e11
@@ -122,6 +125,72 @@ def normalize(candles: Candles) -> Candles:
     return take(candles, order[keep])
 
 
+@dataclass(frozen=True)
+class RowOrder:
+    """How far rows as given are from what a backtest needs (ascending times, one row per time).
+
+    Row numbers count from 1, as a person reads a file; `None` when there is no such row.
+    """
+
+    rows: int
+    duplicates: int  # rows repeating the open time of an earlier row
+    first_duplicate_row: int | None
+    first_duplicate_ms: int | None
+    out_of_order: int  # rows whose open time is before the previous row's
+    first_out_of_order_row: int | None
+    first_out_of_order_ms: int | None
+
+    @property
+    def clean(self) -> bool:
+        return self.duplicates == 0 and self.out_of_order == 0
+
+    def duplicates_text(self) -> str:
+        """'2 duplicate rows (same open time as an earlier row; first: row 5, 2021-01-01T00:20:00Z)', or ''."""
+        if not self.duplicates or self.first_duplicate_ms is None:
+            return ""
+        return (
+            f"{_count(self.duplicates, 'duplicate row')} (same open time as an earlier row; first: row "
+            f"{self.first_duplicate_row}, {format_time(self.first_duplicate_ms)})"
+        )
+
+    def out_of_order_text(self) -> str:
+        """'1 row out of time order (first: row 9, 2021-01-01T00:05:00Z)', or ''."""
+        if not self.out_of_order or self.first_out_of_order_ms is None:
+            return ""
+        return (
+            f"{_count(self.out_of_order, 'row')} out of time order (first: row {self.first_out_of_order_row}, "
+            f"{format_time(self.first_out_of_order_ms)})"
+        )
+
+    def describe(self) -> str:
+        return "; ".join(text for text in (self.duplicates_text(), self.out_of_order_text()) if text)
+
+
+def _count(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def row_order(candles: Candles) -> RowOrder:
+    """Count the duplicate and out-of-order rows and find the first of each (what `normalize` would repair)."""
+    times = candles.time
+    n = len(candles)
+    backwards = np.flatnonzero(np.diff(times) < 0) + 1
+    order = np.argsort(times, kind="stable")
+    sorted_times = times[order]
+    repeated = order[1:][sorted_times[1:] == sorted_times[:-1]]  # the later rows of each equal-time run
+    first_dup = int(repeated.min()) if repeated.size else None
+    first_back = int(backwards[0]) if backwards.size else None
+    return RowOrder(
+        rows=n,
+        duplicates=int(repeated.size),
+        first_duplicate_row=None if first_dup is None else first_dup + 1,
+        first_duplicate_ms=None if first_dup is None else int(times[first_dup]),
+        out_of_order=int(backwards.size),
+        first_out_of_order_row=None if first_back is None else first_back + 1,
+        first_out_of_order_ms=None if first_back is None else int(times[first_back]),
+    )
+
+
 def merge_candles(older: Candles, newer: Candles) -> Candles:
     """The union of both by open time, sorted and deduplicated; where both hold a time, `newer` wins."""
     return normalize(concat_candles([older, newer]))
@@ -138,7 +207,7 @@ def candles_between(candles: Candles, start_ms: int, end_ms: int) -> Candles:
 
 
 def load_candles(path: str | os.PathLike[str], *, check_prices: bool = True) -> Candles:
-    """Read candles from freqtrade JSON or CSV (by extension: .json, .csv, optionally .gz-compressed).
+    """Read candles from freqtrade JSON, CSV (by extension: .json, .csv, optionally .gz-compressed) or feather.
 
     Rows keep their file order: duplicates and out-of-order rows are not dropped (see `normalize`).
     Raises `CandleFileError` naming the file and row for anything malformed: wrong column count, a value
@@ -149,10 +218,12 @@ def load_candles(path: str | os.PathLike[str], *, check_prices: bool = True) -> 
     """
     file = Path(path)
     name = file.name.lower()
-    kind = next((s for s in SUFFIXES if name.endswith(s)), None)
+    kind = next((s for s in LOAD_SUFFIXES if name.endswith(s)), None)
     if kind is None:
-        raise CandleFileError(file, f"unknown candle file type; expected a name ending in {', '.join(SUFFIXES)}")
+        raise CandleFileError(file, f"unknown candle file type; expected a name ending in {', '.join(LOAD_SUFFIXES)}")
     try:
+        if kind == ".feather":
+            return _parse_feather(file, check_prices)
         with _open_text(file, kind.endswith(".gz")) as stream:
             if kind.startswith(".json"):
                 return _parse_json(file, stream, check_prices)
@@ -301,6 +372,46 @@ def _parse_csv(file: Path, stream: TextIO, check_prices: bool) -> Candles:
         for name, pos in zip(_PRICE_COLUMNS, positions[1:], strict=True)
     ]
     return _validated(file, times, values, label, check_prices, time_in_ms=in_ms)
+
+
+def _parse_feather(file: Path, check_prices: bool) -> Candles:
+    """freqtrade's feather files: columns date (a UTC timestamp, or epoch ms), open, high, low, close, volume."""
+    try:
+        import pyarrow as pa  # noqa: PLC0415 - optional: only feather files need it
+        from pyarrow import feather  # noqa: PLC0415
+    except ImportError:
+        raise CandleFileError(file, FEATHER_HINT) from None
+    if not file.exists():
+        raise FileNotFoundError(file)
+    try:
+        table = feather.read_table(str(file))
+    except pa.ArrowException as exc:
+        raise CandleFileError(file, f"not a readable feather file: {exc}") from None
+    header = [name.strip().lower() for name in table.column_names]
+    positions = _csv_column_positions(header)
+    if positions is None:
+        raise CandleFileError(
+            file,
+            "the columns must be date (or timestamp), open, high, low, close, volume; "
+            f"got {', '.join(table.column_names)}",
+        )
+    if table.num_rows == 0:
+        raise CandleFileError(file, "holds no candles")
+    time_column = table.column(positions[0])
+    in_ms: bool | None = None
+    if pa.types.is_timestamp(time_column.type):
+        try:
+            time_column = time_column.cast(pa.timestamp("ms", time_column.type.tz)).cast(pa.int64())
+        except pa.ArrowInvalid:
+            problem = f"column {header[positions[0]]}: times that are not whole milliseconds"
+            raise CandleFileError(file, problem) from None
+        in_ms = True
+    try:
+        columns = [np.asarray(table.column(i).cast(pa.float64()).to_numpy(), dtype=np.float64) for i in positions[1:]]
+        times = np.asarray(time_column.cast(pa.float64()).to_numpy(), dtype=np.float64)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise CandleFileError(file, f"a column that is not numeric: {exc}") from None
+    return _validated(file, times, columns, _json_row_label, check_prices, time_in_ms=in_ms)
 
 
 def _csv_column_positions(header: list[str]) -> list[int] | None:

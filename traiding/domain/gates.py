@@ -69,13 +69,18 @@ class GateReport(BaseModel):
         return "; ".join(r.message for r in self.failures)
 
 
-def evaluate_gates(metrics: Mapping[str, float | None], thresholds: Iterable[GateThreshold]) -> GateReport:
-    """Check each threshold against `metrics` (e.g. `BacktestMetrics.gate_values()`)."""
-    results = tuple(_evaluate(metrics, gate) for gate in thresholds)
+def evaluate_gates(
+    metrics: Mapping[str, float | None],
+    thresholds: Iterable[GateThreshold],
+    notes: Mapping[str, str] | None = None,
+) -> GateReport:
+    """Check each threshold against `metrics` (e.g. `BacktestMetrics.gate_values()`); `notes` say why a
+    metric is None where that is known (`BacktestMetrics.notes()`), for the failure message."""
+    results = tuple(_evaluate(metrics, gate, notes or {}) for gate in thresholds)
     return GateReport(passed=all(r.passed for r in results), results=results)
 
 
-def _evaluate(metrics: Mapping[str, float | None], gate: GateThreshold) -> GateResult:
+def _evaluate(metrics: Mapping[str, float | None], gate: GateThreshold, notes: Mapping[str, str]) -> GateResult:
     if gate.metric not in metrics:
         known = ", ".join(sorted(metrics)) or "(none)"
         raise UnknownMetricError(f"gate {gate.name!r} refers to unknown metric {gate.metric!r}; known: {known}")
@@ -84,13 +89,13 @@ def _evaluate(metrics: Mapping[str, float | None], gate: GateThreshold) -> GateR
     bound = "minimum" if gate.comparison == ">=" else "maximum"
     limit = _fmt(gate.threshold)
     if actual is None:
+        why = notes.get(gate.metric) or "not available (undefined for this run, e.g. no trades or no price movement)"
         return _result(
             gate,
             actual=None,
             margin=None,
             passed=False,
-            message=f"{gate.metric} is not available (undefined for this run, e.g. no trades or no "
-            f"price movement), so the {bound} {limit} cannot be met",
+            message=f"{gate.metric} is {why}, so the {bound} {limit} cannot be met",
         )
     margin = actual - gate.threshold if gate.comparison == ">=" else gate.threshold - actual
     passed = margin >= 0

@@ -8,6 +8,13 @@ Conventions (so figures compare with other tools and stay valid JSON):
   Sharpe = mean(r) / std(r, ddof=1) * sqrt(candles per year), Sortino = mean(r) / sqrt(mean(min(r, 0)^2))
   * sqrt(candles per year), risk-free rate 0. A return across a gap in the data counts as one candle.
 - CAGR uses the span from the first candle's open to the last candle's close; Calmar = CAGR / max drawdown.
+- Annualised figures (CAGR, Sharpe, Sortino, Calmar) need a span of at least `MIN_ANNUALISED_DAYS` (7) days.
+  Over a shorter span, extrapolating to a year turns noise into huge numbers (a 6-hour session's Sharpe came out
+  at 64), so they are None and `annualised_note` says why. Seven days is the shortest span that gives seven
+  daily returns, the fewest from which a yearly figure says anything; every backtest gate a manifest sets
+  on Sharpe therefore needs a lookback of at least a week.
+- `market_change_pct` is buy and hold over the same candles: the last close over the first close, as
+  freqtrade's "market change" (the strategy's `total_return_pct` belongs beside it).
 - The max drawdown duration is the longest time from a peak to the first candle back at or above it (or to
   the last candle when equity never recovered), in seconds and in candles.
 - Exposure counts the candles from each trade's entry candle to its exit candle, both included (as
@@ -25,10 +32,14 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict
 
+from traiding.domain.timeframes import format_duration
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 YEAR_MS = 365 * 24 * 3600 * 1000
+MIN_ANNUALISED_DAYS = 7
+MIN_ANNUALISED_SPAN_MS = MIN_ANNUALISED_DAYS * 24 * 3600 * 1000
 
 
 class TradeColumns(Protocol):
@@ -80,28 +91,58 @@ class BacktestMetrics(BaseModel):
     worst_trade_pct: float | None
     exposure_pct: float
     total_fees: float
+    market_change_pct: float | None = None  # buy and hold over the same candles (None without prices)
+    annualised_note: str | None = None  # why CAGR, Sharpe, Sortino and Calmar are None, when the span is too short
 
     def gate_values(self) -> dict[str, float | None]:
         """The numeric metrics by name, as `gates.evaluate_gates` reads them."""
-        return {k: (None if v is None else float(v)) for k, v in self.model_dump().items()}
+        return {k: (None if v is None else float(v)) for k, v in self.model_dump().items() if k != "annualised_note"}
+
+    def notes(self) -> dict[str, str]:
+        """Why a metric is None, by metric name, where the reason is known (read by `gates.evaluate_gates`)."""
+        if self.annualised_note is None:
+            return {}
+        return dict.fromkeys(ANNUALISED_METRICS, self.annualised_note)
+
+
+ANNUALISED_METRICS = ("cagr_pct", "sharpe", "sortino", "calmar")
 
 
 def compute_metrics(
-    time: IntArray, equity: FloatArray, trades: TradeColumns, initial_capital: float
+    time: IntArray,
+    equity: FloatArray,
+    trades: TradeColumns,
+    initial_capital: float,
+    *,
+    close: FloatArray | None = None,
+    span_ms: int | None = None,
+    min_annualised_span_ms: int = MIN_ANNUALISED_SPAN_MS,
 ) -> BacktestMetrics:
-    """Metrics of one backtest: `equity` is marked to market at each candle's close, `time` their open times."""
+    """Metrics of one backtest: `equity` is marked to market at each candle's close, `time` their open times.
+
+    `close` (the candles' closes) gives the market change. `span_ms` is the time the equity covers where the
+    caller knows it (a trading session: its duration; default: first open to last close). `min_annualised_span_ms`
+    is the shortest span whose annualised figures are reported (tests of the formulas pass 0).
+    """
     n = int(equity.shape[0])
     final = float(equity[-1]) if n else float(initial_capital)
     period_ms = _candle_period_ms(time)
     total_return = final / initial_capital - 1.0
     dd_pct, dd_seconds, dd_candles = _drawdown(time, equity)
+    if span_ms is None:
+        span_ms = int(time[-1] - time[0] + period_ms) if period_ms is not None else 0
+    note = None
+    if period_ms is not None and span_ms < min_annualised_span_ms:
+        note = (
+            f"not meaningful over {format_duration(span_ms)}: annualising needs at least "
+            f"{format_duration(min_annualised_span_ms)} of candles"
+        )
 
     cagr = None
-    if period_ms is not None:
-        years = (float(time[-1] - time[0]) + period_ms) / YEAR_MS
-        cagr = _cagr_pct(total_return, years)
+    if period_ms is not None and note is None:
+        cagr = _cagr_pct(total_return, span_ms / YEAR_MS)
     sharpe = sortino = None
-    if period_ms is not None and n >= 3:
+    if period_ms is not None and n >= 3 and note is None:
         returns = equity[1:] / equity[:-1] - 1.0
         scale = math.sqrt(YEAR_MS / period_ms)
         mean = float(returns.mean())
@@ -144,7 +185,16 @@ def compute_metrics(
         worst_trade_pct=float(returns_pct.min()) if count else None,
         exposure_pct=held_candles / n * 100.0 if n else 0.0,
         total_fees=float(trades.fees.sum()),
+        market_change_pct=market_change_pct(close) if close is not None else None,
+        annualised_note=note,
     )
+
+
+def market_change_pct(close: FloatArray) -> float | None:
+    """Buy and hold in percent: the last close over the first one (None for no candles or a first close <= 0)."""
+    if close.shape[0] == 0 or not float(close[0]) > 0:
+        return None
+    return _finite((float(close[-1]) / float(close[0]) - 1.0) * 100.0)
 
 
 def _candle_period_ms(time: IntArray) -> float | None:

@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
-from traiding.domain.candles import Candles, normalize
+from traiding.domain.candles import Candles, normalize, row_order
 from traiding.domain.timeframes import format_duration, format_time
 
 # MAD * 1.4826 estimates the standard deviation of normally distributed data.
@@ -64,6 +64,8 @@ class QualityReport(_Frozen):
     longest_gap_ms: int = 0
     duplicates: int = Field(0, description="Rows repeating an open time of an earlier row.")
     out_of_order: int = Field(0, description="Rows whose open time is before the previous row's.")
+    duplicates_detail: str = Field("", description="The duplicate rows in words, naming the first one.")
+    out_of_order_detail: str = Field("", description="The out-of-order rows in words, naming the first one.")
     misaligned: int = Field(0, description="Open times not a whole number of timeframes from the first.")
     non_finite: int = Field(0, description="Rows with a missing (NaN) or infinite value.")
     non_positive_prices: int = Field(0, description="Rows with an open, high, low or close <= 0.")
@@ -154,12 +156,9 @@ def check_quality(
     if timeframe_ms <= 0:
         raise ValueError(f"timeframe_ms must be positive, got {timeframe_ms}")
     rows = len(candles)
-    time = candles.time
-    steps = np.diff(time)
-    out_of_order = int((steps < 0).sum())
+    order = row_order(candles)
     clean = normalize(candles)
     distinct = len(clean)
-    duplicates = rows - distinct
 
     prices = np.vstack([candles.open, candles.high, candles.low, candles.close])
     finite = np.isfinite(prices).all(axis=0) & np.isfinite(candles.volume)
@@ -200,8 +199,10 @@ def check_quality(
         gap_ratio=missing / expected if expected else 0.0,
         gaps=tuple(gaps),
         longest_gap_ms=max((g.duration_ms for g in gaps), default=0),
-        duplicates=duplicates,
-        out_of_order=out_of_order,
+        duplicates=order.duplicates,
+        out_of_order=order.out_of_order,
+        duplicates_detail=order.duplicates_text(),
+        out_of_order_detail=order.out_of_order_text(),
         misaligned=misaligned,
         non_finite=int((~finite).sum()),
         non_positive_prices=non_positive,
@@ -334,9 +335,9 @@ def evaluate(report: QualityReport, thresholds: QualityThresholds) -> list[Quali
                 f"above the limit {format_duration(thresholds.max_staleness_ms)}",
             )
     if report.duplicates and not thresholds.allow_duplicates:
-        fail("duplicates", report.duplicates, 0, f"{report.duplicates} duplicate candles (same open time)")
+        fail("duplicates", report.duplicates, 0, report.duplicates_detail)
     if report.out_of_order and not thresholds.allow_out_of_order:
-        fail("out_of_order", report.out_of_order, 0, f"{report.out_of_order} candles out of time order")
+        fail("out_of_order", report.out_of_order, 0, report.out_of_order_detail)
     if report.misaligned and not thresholds.allow_misaligned:
         fail(
             "misaligned",

@@ -101,3 +101,37 @@ def format_time(ms: int) -> str:
     if ms % 1000:
         text += f".{ms % 1000:03d}"
     return text + "Z"
+
+
+_TIMERANGE_POINT = r"(\d{8}|\d{10}|\d{13})"
+_TIMERANGE_RE = re.compile(rf"^{_TIMERANGE_POINT}?-{_TIMERANGE_POINT}?$")
+
+
+def parse_timerange(text: str) -> tuple[int | None, int | None]:
+    """freqtrade's `--timerange START-END` as epoch ms (None: open end); candles with START <= open <= END count.
+
+    Each end is a UTC date YYYYMMDD, epoch seconds (10 digits) or epoch ms (13 digits); either may be left out
+    (`20210101-`, `-20210301`), not both. The end is inclusive, as in freqtrade.
+    """
+    match = _TIMERANGE_RE.fullmatch(text.strip())
+    if match is None or (match.group(1) is None and match.group(2) is None):
+        raise ValueError(
+            f"invalid timerange {text!r}: expected START-END as freqtrade writes it, e.g. 20210101-20210301, "
+            "20210101- or -20210301 (dates YYYYMMDD in UTC, or epoch seconds or milliseconds)"
+        )
+    start, end = (_timerange_point(match.group(i)) for i in (1, 2))
+    if start is not None and end is not None and end < start:
+        raise ValueError(f"invalid timerange {text!r}: the end is before the start")
+    return start, end
+
+
+def _timerange_point(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if len(text) == 8:
+        try:
+            moment = datetime.strptime(text, "%Y%m%d").replace(tzinfo=UTC)
+        except ValueError:
+            raise ValueError(f"invalid timerange date {text!r}: expected YYYYMMDD, e.g. 20210101") from None
+        return int(moment.timestamp()) * SECOND_MS
+    return int(text) * (SECOND_MS if len(text) == 10 else 1)

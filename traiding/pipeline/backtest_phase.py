@@ -50,6 +50,18 @@ def backtest_symbol(spec: TradingRunSpec, candles: Candles) -> tuple[Candles, Ba
     return clean, run_backtest(clean, signals.entries, signals.exits, backtest_config(spec))
 
 
+def warmup_shortfall(spec: TradingRunSpec, candles: int) -> str | None:
+    """Why the strategy cannot signal on `candles` candles (its warm-up needs more), or None."""
+    strategy = get_strategy(spec.strategy.name, spec.strategy.params)
+    if candles > strategy.warmup:
+        return None
+    return (
+        f"the strategy's warm-up needs {strategy.warmup} candles before its first signal ({strategy!r}), "
+        f"but the lookback ({spec.gates.dataCheck.lookback} of {spec.market.timeframe}) holds {candles}: "
+        "lengthen gates.dataCheck.lookback"
+    )
+
+
 async def run_backtest_phase(ctx: RunContext, checkpoint: dict[str, Any]) -> PhaseResult:
     thresholds = gate_thresholds(ctx.spec)
     results: dict[str, Any] = {}
@@ -57,15 +69,20 @@ async def run_backtest_phase(ctx: RunContext, checkpoint: dict[str, Any]) -> Pha
     start_ms, end_ms = history_window(ctx, checkpoint)
     for symbol in ctx.spec.market.symbols:
         candles = await load_history(ctx, symbol, start_ms, end_ms)
+        shortfall = warmup_shortfall(ctx.spec, len(candles))
+        if shortfall is not None:
+            return failed(Phase.BACKTEST, "WarmupLongerThanData", f"{symbol}: {shortfall}", results)
         _, result = backtest_symbol(ctx.spec, candles)
         values = result.metrics.gate_values()
         win_rate = values.get("win_rate")
         values["win_rate_pct"] = None if win_rate is None else win_rate * 100
-        report = evaluate_gates(values, thresholds)
+        report = evaluate_gates(values, thresholds, result.metrics.notes())
         results[symbol] = {
             "metrics": {k: v for k, v in values.items() if v is not None},
             "gates": [r.model_dump(mode="json") for r in report.results],
         }
+        if result.metrics.annualised_note:
+            results[symbol]["annualisedNote"] = result.metrics.annualised_note
         ctx.events.emit(
             "Backtest",
             "BacktestResult",

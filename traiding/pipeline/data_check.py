@@ -47,13 +47,15 @@ async def run_data_check(ctx: RunContext, checkpoint: dict[str, Any]) -> PhaseRe
             "gaps": len(report.gaps),
             "longestGap": format_duration(report.longest_gap_ms) if report.longest_gap_ms else "0s",
             "duplicates": report.duplicates,
+            "outOfOrder": report.out_of_order,
             "outliers": report.outliers,
             "stalenessMs": report.staleness_ms,
         }
+        odd_rows = "".join(f"; {d}" for d in (report.duplicates_detail, report.out_of_order_detail) if d)
         ctx.events.emit(
             "DataCheck",
             "DataQuality",
-            f"{symbol}: {report.candles} candles, {len(report.gaps)} gaps ({report.gap_ratio:.2%} missing)",
+            f"{symbol}: {report.candles} candles, {len(report.gaps)} gaps ({report.gap_ratio:.2%} missing){odd_rows}",
             level="warning" if problems else "info",
             metrics=results[symbol],
         )

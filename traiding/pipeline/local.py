@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
@@ -17,9 +17,11 @@ from typing import TextIO
 from traiding.domain.statemachine import TERMINAL, Approval, Phase
 from traiding.pipeline.context import RunContext
 from traiding.pipeline.runner import advance
+from traiding.pipeline.wiring import wait_after
 from traiding.resource import TradingRunStatus
 
 ORDERED_PHASES = [p.value for p in Phase if p not in TERMINAL]
+SESSION_PROGRESS_STEP_PCT = 10  # without a terminal, a progress line at least every 10% of the session
 
 
 def save_status(path: Path, status: TradingRunStatus) -> None:
@@ -33,13 +35,19 @@ def load_status(path: Path) -> TradingRunStatus:
 
 
 class Progress:
-    """A line per finished phase with its outcome, and on a terminal a live line for the phase in progress."""
+    """A numbered line as each phase starts and one with its outcome as it ends; meanwhile, on a terminal, a live
+    line for the phase in progress, and elsewhere (piped, in CI) a line at every 10% of the trading session.
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    Steps are numbered over the phases this run passes through: a dry run has no AwaitingApproval step.
+    """
+
+    def __init__(self, stream: TextIO | None = None, *, live: bool = False) -> None:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
+        self.steps = [p for p in ORDERED_PHASES if p != Phase.PENDING and (live or p != Phase.AWAITING_APPROVAL)]
         self._phase: str | None = None
         self._live = False
+        self._next_pct = SESSION_PROGRESS_STEP_PCT
 
     def update(self, status: TradingRunStatus) -> None:
         phase, message = status.phase, status.message or ""
@@ -60,11 +68,20 @@ class Progress:
         elif self.tty:
             print(f"\r    {message[:110]:<110}", end="", file=self.stream, flush=True)
             self._live = True
+        elif phase == Phase.TRADING:
+            self._session_line(status, message)
+
+    def _session_line(self, status: TradingRunStatus, message: str) -> None:
+        record = status.phases.get(Phase.TRADING.value)
+        pct = record.results.get("progressPct") if record else None
+        if isinstance(pct, int | float) and pct >= self._next_pct:
+            print(f"    {message}", file=self.stream, flush=True)
+            while self._next_pct <= pct:
+                self._next_pct += SESSION_PROGRESS_STEP_PCT
 
     def _print_phase_start(self, phase: str) -> None:
-        if phase in ORDERED_PHASES and phase != Phase.PENDING:
-            index = ORDERED_PHASES.index(phase)
-            print(f"[{index}/{len(ORDERED_PHASES) - 1}] {phase}", file=self.stream, flush=True)
+        if phase in self.steps:
+            print(f"[{self.steps.index(phase) + 1}/{len(self.steps)}] {phase}", file=self.stream, flush=True)
 
     def _end_live(self) -> None:
         if self._live:
@@ -80,18 +97,19 @@ async def drive(
     approval: Approval | None = None,
     poll_seconds: float = 1.0,
     progress: Progress | None = None,
+    observers: Sequence[Callable[[TradingRunStatus], None]] = (),
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> TradingRunStatus:
-    """Step the run until it reaches a final phase (or waits for an approval nobody gave)."""
-    progress = progress or Progress()
+    """Step the run until it reaches a final phase (or waits for an approval nobody gave); after each step the
+    status is saved, shown, and handed to each of `observers` (the live report, the replay hold)."""
+    progress = progress or Progress(live=ctx.live)
     while Phase(status.phase) not in TERMINAL:
         status, decision = await advance(ctx, status, clock(), approval=approval)
         save_status(status_path, status)
         progress.update(status)
+        for observe in observers:
+            observe(status)
         if decision.phase is Phase.AWAITING_APPROVAL and approval is None:
             break
-        if decision.phase is Phase.TRADING and decision.retry_after is not None and decision.attempts == 0:
-            await asyncio.sleep(poll_seconds)  # a session in progress: look again when a candle may have closed
-        elif decision.retry_after is not None:
-            await asyncio.sleep(decision.retry_after.total_seconds())
+        await asyncio.sleep(wait_after(decision, poll_seconds))
     return status

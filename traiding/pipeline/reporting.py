@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from traiding.domain.metrics import compute_metrics
+from traiding.domain.metrics import compute_metrics, market_change_pct
 from traiding.domain.statemachine import Phase
 from traiding.pipeline.context import PhaseResult, RunContext, passed
 from traiding.resource import Summary
@@ -37,7 +37,13 @@ def session_summary(session: dict[str, Any]) -> Summary:
         zeros, zeros, pnl, np.divide(pnl, cost, out=np.zeros_like(pnl), where=cost > 0) * 100, np.zeros(len(trades))
     )
     initial = float(session["initial_equity"])
-    metrics = compute_metrics(points[:, 0].astype(np.int64), points[:, 1], columns, initial)
+    span_ms = int(session["ends_ms"]) - int(session["started_ms"])
+    metrics = compute_metrics(points[:, 0].astype(np.int64), points[:, 1], columns, initial, span_ms=span_ms)
+    changes = [
+        change
+        for series in session.get("prices", {}).values()
+        if (change := market_change_pct(np.asarray(series, dtype=np.float64).reshape(-1, 2)[:, 1])) is not None
+    ]
     final = float(points[-1, 1])
     return Summary(
         initialEquity=initial,
@@ -49,6 +55,8 @@ def session_summary(session: dict[str, Any]) -> Summary:
         losses=int(session.get("losses", 0)),
         maxDrawdownPct=metrics.max_drawdown_pct,
         sharpe=metrics.sharpe,
+        sharpeNote=metrics.annualised_note,
+        marketChangePct=float(np.mean(changes)) if changes else None,
     )
 
 

@@ -423,12 +423,16 @@ class TradingSession:
         )
         return float(self.cp["cash"]) + held
 
-    def _progress(self) -> str:
+    def _progress_pct(self) -> float:
         done = max(self.cp["last_closed"].get(s, self.cp["started_ms"]) for s in self.ctx.spec.market.symbols)
         total = max(self.cp["ends_ms"] - self.cp["started_ms"], 1)
-        pct = min(100.0, max(0.0, (done + self.tf - self.cp["started_ms"]) / total * 100))
+        return float(min(100.0, max(0.0, (done + self.tf - self.cp["started_ms"]) / total * 100)))
+
+    def _progress(self) -> str:
         equity = self.cp["equity"][-1][1] if self.cp["equity"] else 0.0
-        return f"{pct:.0f}% of the session, equity {equity:.2f}, {self.cp.get('closed_trades', 0)} trades"
+        return (
+            f"{self._progress_pct():.0f}% of the session, equity {equity:.2f}, {self.cp.get('closed_trades', 0)} trades"
+        )
 
     def _results(self) -> dict[str, Any]:
         if "started_ms" not in self.cp:
@@ -440,6 +444,7 @@ class TradingSession:
             "openPositions": sum(1 for p in self.cp["positions"].values() if p["amount"] > 0),
             "killSwitch": self._risk().killed,
             "errors": int(self.cp.get("errors", 0)),
+            "progressPct": round(self._progress_pct(), 1),
         }
 
 
