@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "crd": ("traiding.crd_cli", "print the TradingRun CustomResourceDefinition"),
     "operator": ("traiding_operator.cli", "run the Kubernetes operator"),
     "doctor": ("traiding.doctor_cli", "check an installation (libraries, exchange layer, cluster and CRD)"),
+    "slo": ("traiding.slo_cli", "render the SLOs' PrometheusRule (recording rules and burn-rate alerts)"),
 }
 
 

@@ -20,10 +20,14 @@ from pydantic import ValidationError
 from traiding.domain.candles import CandleCache
 from traiding.domain.statemachine import TERMINAL, Phase
 from traiding.pipeline.context import RunContext
-from traiding.pipeline.events import EventLog
+from traiding.pipeline.events import EventLog, EventSink
 from traiding.pipeline.runner import advance
 from traiding.pipeline.wiring import SPEC_KEY, RunIdentity, open_context, poll_seconds, wait_after
 from traiding.resource import TradingRunSpec, TradingRunStatus
+from traiding.telemetry.logs import run_fields, set_run_fields
+from traiding.telemetry.metrics import Metrics
+from traiding.telemetry.runs import facts_of
+from traiding.telemetry.sink import RunMetricsSink
 from traiding_adapters.connection import Credentials
 from traiding_adapters.hub import ExchangeHub
 from traiding_operator.annotations import cancel_requested
@@ -40,11 +44,13 @@ Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 @dataclass(frozen=True)
 class OperatorRuntime:
-    """What every run's driver shares: the API client, the exchange hub (one budget per key), the config."""
+    """What every run's driver shares: the API client, the exchange hub (one budget per key), the config
+    and the metrics."""
 
     api: ApiClient
     hub: ExchangeHub
     config: OperatorConfig
+    metrics: Metrics
 
 
 class RunStartError(Exception):
@@ -88,31 +94,44 @@ class RunDriver:
         )
         if Phase(status.phase) in TERMINAL:
             return
-        started_generation = status.observedGeneration
-        try:
-            spec = TradingRunSpec.model_validate(status.checkpoint[SPEC_KEY])
-            credentials = await self._credentials(spec)
-            simulator_url = self._simulator_url(spec)
-        except RunStartError as error:
-            await self._fail(status, now, error.reason, error.message, started_generation)
-            return
-        except ValidationError as error:
-            await self._fail(status, now, "InvalidSpec", f"the spec is invalid: {error}", started_generation)
-            return
-        sink = KubernetesEventSink(self.body, self.logger)
-        async with AsyncExitStack() as stack:
-            ctx = await open_context(
-                stack,
-                self.runtime.hub,
-                RunIdentity(self.name, str(status.checkpoint["runUid"])),
-                spec,
-                credentials=credentials,
-                simulator_url=simulator_url,
-                events=EventLog(self.name, [sink]),
-                cache=CandleCache(self.runtime.config.cache_dir),
-                checkpoint=status.checkpoint,
-            )
-            await self._loop(ctx, status, started_generation)
+        facts = facts_of({"metadata": self.body.metadata, "status": status.model_dump(mode="json")})
+        # This daemon's task logs with the run's fields; the phase is updated after every step.
+        exchange_id = (status.checkpoint[SPEC_KEY].get("exchange") or {}).get("id")
+        with run_fields(run=self.name, namespace=self.namespace, phase=status.phase, exchange=exchange_id):
+            sinks: list[EventSink] = [
+                KubernetesEventSink(self.body, self.logger),
+                RunMetricsSink(self.runtime.metrics, mode=facts.mode, trigger=facts.trigger),
+            ]
+            events = EventLog(self.name, sinks)
+            started_generation = status.observedGeneration
+            try:
+                spec = TradingRunSpec.model_validate(status.checkpoint[SPEC_KEY])
+                credentials = await self._credentials(spec)
+                simulator_url = self._simulator_url(spec)
+            except RunStartError as error:
+                await self._fail(
+                    events, status, now=now, reason=error.reason, message=error.message, generation=started_generation
+                )
+                return
+            except ValidationError as error:
+                message = f"the spec is invalid: {error}"
+                await self._fail(
+                    events, status, now=now, reason="InvalidSpec", message=message, generation=started_generation
+                )
+                return
+            async with AsyncExitStack() as stack:
+                ctx = await open_context(
+                    stack,
+                    self.runtime.hub,
+                    RunIdentity(self.name, str(status.checkpoint["runUid"])),
+                    spec,
+                    credentials=credentials,
+                    simulator_url=simulator_url,
+                    events=events,
+                    cache=CandleCache(self.runtime.config.cache_dir),
+                    checkpoint=status.checkpoint,
+                )
+                await self._loop(ctx, status, started_generation)
 
     async def _loop(self, ctx: RunContext, status: TradingRunStatus, started_generation: int | None) -> None:
         poll = poll_seconds(ctx.spec)
@@ -132,6 +151,7 @@ class RunDriver:
             )
             note_spec_generation(status, self._generation(), now)
             await self.writer.write(status)
+            set_run_fields(phase=status.phase)
             if decision.final:
                 self.logger.info(f"run finished: {decision.phase}: {decision.message}")
                 return
@@ -163,12 +183,25 @@ class RunDriver:
         return url
 
     async def _fail(
-        self, status: TradingRunStatus, now: datetime, reason: str, message: str, generation: int | None
+        self,
+        events: EventLog,
+        status: TradingRunStatus,
+        *,
+        now: datetime,
+        reason: str,
+        message: str,
+        generation: int | None,
     ) -> None:
         failed = fail_status(status, now, reason, message, generation)
         await self.writer.write(failed)
-        kopf.event(self.body, type="Warning", reason="PhaseChanged", message=f"{status.phase} -> Failed: {message}")
-        self.logger.info(f"run failed before its phase work: {reason}: {message}")
+        # Through the event log like every phase change: a Warning Event, the log line and the metrics.
+        events.emit(
+            "Failed",
+            "PhaseChanged",
+            f"{status.phase} -> Failed: {message}",
+            level="error",
+            metrics={"from": status.phase, "to": "Failed", "reason": reason, "durationSeconds": None},
+        )
 
     def _generation(self) -> int | None:
         generation = self.body.metadata.get("generation")

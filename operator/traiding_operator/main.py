@@ -9,6 +9,7 @@ from collections.abc import Collection
 import kopf
 
 import traiding_operator.handlers  # noqa: F401 - registers the handlers with kopf's default registry
+from traiding.telemetry.metrics import Metrics
 
 
 async def run_operator(
@@ -18,11 +19,13 @@ async def run_operator(
     standalone: bool = True,
     stop_flag: asyncio.Event | threading.Event | None = None,
     ready_flag: asyncio.Event | threading.Event | None = None,
+    metrics: Metrics | None = None,
 ) -> None:
     """Serve TradingRuns in `namespaces` (or all, with `clusterwide`) until `stop_flag` is set.
 
     `standalone` skips kopf's peering (leader-like coordination between operator replicas), which needs
-    kopf's peering CRDs; run one replica.
+    kopf's peering CRDs; run one replica. `metrics` collects what the runs and the exchange layer report
+    (serve its registry to expose them); without it the operator keeps unserved metrics of its own.
     """
     await kopf.operator(
         standalone=standalone,
@@ -30,4 +33,5 @@ async def run_operator(
         namespaces=list(namespaces),
         stop_flag=stop_flag,
         ready_flag=ready_flag,
+        memo=kopf.Memo(metrics=metrics or Metrics("operator")),
     )

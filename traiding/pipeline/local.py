@@ -81,13 +81,19 @@ async def drive(
     poll_seconds: float = 1.0,
     progress: Progress | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    on_status: Callable[[TradingRunStatus], None] | None = None,
 ) -> TradingRunStatus:
-    """Step the run until it reaches a final phase (or waits for an approval nobody gave)."""
+    """Step the run until it reaches a final phase (or waits for an approval nobody gave).
+
+    `on_status` sees the status after every step (the metrics of `traiding run --metrics-port`).
+    """
     progress = progress or Progress()
     while Phase(status.phase) not in TERMINAL:
         status, decision = await advance(ctx, status, clock(), approval=approval)
         save_status(status_path, status)
         progress.update(status)
+        if on_status is not None:
+            on_status(status)
         if decision.phase is Phase.AWAITING_APPROVAL and approval is None:
             break
         if decision.phase is Phase.TRADING and decision.retry_after is not None and decision.attempts == 0:
