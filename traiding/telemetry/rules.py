@@ -66,9 +66,10 @@ class LatencySli(Sli):
 
 class ErrorRateSli(Sli):
     def error_ratio(self, config: SloConfig, window: str) -> str:
+        # `or vector(0)`: no failed request at all is a ratio of 0, not a missing SLI.
         return (
-            f'sum(rate({EXCHANGE_LATENCY}_count{{{_job(config)},outcome=~"error|rate_limited"}}[{window}]))'
-            f" / sum(rate({EXCHANGE_LATENCY}_count{{{_job(config)}}}[{window}]))"
+            f'(sum(rate({EXCHANGE_LATENCY}_count{{{_job(config)},outcome=~"error|rate_limited"}}[{window}]))'
+            f" or vector(0)) / sum(rate({EXCHANGE_LATENCY}_count{{{_job(config)}}}[{window}]))"
         )
 
 
@@ -171,11 +172,10 @@ def burn_rate_alert(config: SloConfig, sli: Sli, alert: BurnRateAlert) -> dict[s
                 f"over {alert.longWindow} and {alert.shortWindow}"
             ),
             "description": (
-                f"{sli.title} SLO ({sli.objective.objectivePct:g}% over {config.window}; bad: {sli.what}). "
-                "The error budget burns {{ $value | humanize }}x faster than the SLO allows over "
-                f"{alert.longWindow} "
-                f"(alert threshold {alert.burnRate:g}x, confirmed over {alert.shortWindow}); at the threshold "
-                f"{spent:.0f}% of the {config.window} budget goes in {alert.longWindow}. {action}."
+                f"{sli.title} SLO ({sli.objective.objectivePct:g}% over {config.window}; bad: {sli.what}). The error "
+                f"budget burns over {alert.burnRate:g}x faster than the SLO allows over {alert.longWindow}, "
+                f"confirmed over {alert.shortWindow}: at that rate {spent:.0f}% of the {config.window} budget goes "
+                f"in {alert.longWindow}. {action}."
             ),
             "runbook_url": _runbook(config, sli.anchor),
         },
@@ -230,8 +230,8 @@ def run_alerts(config: SloConfig) -> dict[str, Any]:
                 "annotations": {
                     "summary": "A live run stopped with positions still open",
                     "description": (
-                        "{{ $value }} finished live run(s) could not close their positions: real funds are "
-                        "exposed with no stop loss watching them. Close them on the exchange now."
+                        "A finished live run could not close its positions: real funds are exposed with no stop "
+                        "loss watching them. Close them on the exchange now."
                     ),
                     "runbook_url": _runbook(config, "live-run-stopped-with-open-positions"),
                 },
