@@ -92,7 +92,7 @@ def test_panels_fit_the_grid_without_overlapping() -> None:
     assert len(ids) == len(set(ids))
     for panel in DASHBOARD["panels"]:
         grid = panel["gridPos"]
-        assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24, panel["title"]
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
         covered = {
             (x, y) for x in range(grid["x"], grid["x"] + grid["w"]) for y in range(grid["y"], grid["y"] + grid["h"])
         }
