@@ -142,11 +142,17 @@ def run_fields(**fields: str | None) -> Iterator[None]:
         _run_fields.reset(token)
 
 
+# Extras kopf's object loggers add that are no log content: its settings object (not serialisable) and a
+# flag for its own Event poster. `k8s_ref` (the object's reference) stays.
+_KOPF_EXTRAS = ("settings", "k8s_skip")
+
+
 def json_formatter() -> JsonFormatter:
     return JsonFormatter(
         "%(asctime)s %(levelname)s %(name)s %(message)s",
         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
         datefmt="%Y-%m-%dT%H:%M:%S%z",
+        reserved_attrs=[*RESERVED_ATTRS, *_KOPF_EXTRAS],
     )
 
 
