@@ -59,7 +59,7 @@ def request_outcome(error: BaseException | None) -> str:
     """How a request ended, from the ccxt exception it raised (None: it succeeded)."""
     if error is None:
         return "ok"
-    if isinstance(error, ccxt.DDoSProtection):  # RateLimitExceeded derives from it
+    if isinstance(error, ccxt.DDoSProtection | ccxt.RateLimitExceeded):  # 429, 418 (a ban)
         return "rate_limited"
     if isinstance(error, ccxt.InvalidNonce):
         return "rejected"  # a timestamp outside recvWindow: the exchange answered, our clock is off
