@@ -19,7 +19,17 @@ import pytest
 from tests.cluster_plugin import KubeCluster
 from tests.integration.test_crd_apiserver import crd_installed  # noqa: F401 - the fixture installs the CRD
 from tests.integration.test_dashboard import TARGETS, grafana_substituted
-from tests.integration.test_operator import create_run, describe, manifest, phase_is, wait_for_run
+from tests.integration.test_operator import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    create_run,
+    describe,
+    manifest,
+    objects,
+    phase_is,
+    wait_for_run,
+)
 from tests.prometheus_server import PrometheusServer, free_port, http_get, wait_for_url
 from traiding_simulator import DataSource, FaultConfig, SimulatorConfig, ThreadedSimulator
 
@@ -172,9 +182,16 @@ def test_prometheus_sees_every_metric_sli_and_dashboard_query_during_a_dry_run(
     finally:
         prometheus.stop()
 
+    # A deleted run leaves the counts.
+    objects(k8s_api).delete_namespaced_custom_object(GROUP, VERSION, k8s_namespace, PLURAL, "eth-nightly")
+    gone = 'traiding_runs{mode="dry-run",phase="Succeeded",trigger="nightly"} 0.0'
+    deadline = time.monotonic() + 30
+    while gone not in http_get(operator_process.metrics_url).decode():
+        assert time.monotonic() < deadline, "the deleted run is still counted"
+        time.sleep(0.3)
+
     # The operator's stdout: JSON lines, the run's own lines with its run, namespace, phase and exchange.
     lines = [line for line in operator_process.lines() if line.get("run") == "eth-nightly"]
     assert lines, "no log line names the run"
     assert all(line["namespace"] == k8s_namespace and line["exchange"] == "binance" for line in lines)
     assert {"DataCheck", "Trading", "Succeeded"} <= {line.get("phase") for line in lines}
-    assert http_get(operator_process.metrics_url).startswith(b"# HELP")
