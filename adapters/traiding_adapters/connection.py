@@ -177,13 +177,15 @@ class Connection:
                 log.warning("%s answered 429/418: pausing the shared budget for %.1f s", self.exchange_id, pause)
                 self.budget.pause_for(pause)
                 raise
-            except Exception as error:
+            except BaseException as error:
                 failure = error
                 raise
             finally:
-                self.observer.exchange_request(
-                    self.exchange_id, endpoint_class(path), request_outcome(failure), time.perf_counter() - started
-                )
+                if not isinstance(failure, asyncio.CancelledError):  # a cancelled request says nothing of the exchange
+                    seconds = time.perf_counter() - started
+                    self.observer.exchange_request(
+                        self.exchange_id, endpoint_class(path), request_outcome(failure), seconds
+                    )
                 self.budget.release(booking)
                 used = used_weight(client.last_response_headers)
                 if used is not None:

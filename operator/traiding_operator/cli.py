@@ -33,6 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="no peering with other operator replicas (the default; run a single replica)",
     )
     parser.add_argument(
+        "--liveness",
+        metavar="URL",
+        help="serve kopf's health endpoint here, e.g. http://0.0.0.0:8080/healthz (the chart's probes use it)",
+    )
+    parser.add_argument(
         "--metrics-port",
         help=f"serve Prometheus metrics on this port at /metrics; 0 disables "
         f"(default: ${METRICS_PORT_ENV}, else {DEFAULT_OPERATOR_PORT})",
@@ -62,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
                 namespaces=args.namespace,
                 clusterwide=args.all_namespaces,
                 standalone=args.standalone,
+                liveness_endpoint=args.liveness,
                 metrics=metrics,
             )
         )

@@ -24,7 +24,7 @@ from traiding.pipeline.events import EventLog, EventSink
 from traiding.pipeline.runner import advance
 from traiding.pipeline.wiring import SPEC_KEY, RunIdentity, open_context, poll_seconds, wait_after
 from traiding.resource import TradingRunSpec, TradingRunStatus
-from traiding.telemetry.logs import run_fields, set_run_fields
+from traiding.telemetry.logs import set_run_fields
 from traiding.telemetry.metrics import Metrics
 from traiding.telemetry.runs import facts_of
 from traiding.telemetry.sink import RunMetricsSink
@@ -86,6 +86,12 @@ class RunDriver:
         self.name = str(body.metadata.name)
         self.namespace = str(body.metadata.namespace)
         self.writer = StatusWriter(runtime.api, self.namespace, self.name)
+        facts = facts_of(body)
+        sinks: list[EventSink] = [
+            KubernetesEventSink(body, logger),
+            RunMetricsSink(runtime.metrics, mode=facts.mode, trigger=facts.trigger),
+        ]
+        self.events = EventLog(self.name, sinks)
 
     async def run(self) -> None:
         now = datetime.now(UTC)
@@ -94,44 +100,33 @@ class RunDriver:
         )
         if Phase(status.phase) in TERMINAL:
             return
-        facts = facts_of({"metadata": self.body.metadata, "status": status.model_dump(mode="json")})
-        # This daemon's task logs with the run's fields; the phase is updated after every step.
+        # This daemon's task (and only it) logs with the run's fields; the phase follows every step.
         exchange_id = (status.checkpoint[SPEC_KEY].get("exchange") or {}).get("id")
-        with run_fields(run=self.name, namespace=self.namespace, phase=status.phase, exchange=exchange_id):
-            sinks: list[EventSink] = [
-                KubernetesEventSink(self.body, self.logger),
-                RunMetricsSink(self.runtime.metrics, mode=facts.mode, trigger=facts.trigger),
-            ]
-            events = EventLog(self.name, sinks)
-            started_generation = status.observedGeneration
-            try:
-                spec = TradingRunSpec.model_validate(status.checkpoint[SPEC_KEY])
-                credentials = await self._credentials(spec)
-                simulator_url = self._simulator_url(spec)
-            except RunStartError as error:
-                await self._fail(
-                    events, status, now=now, reason=error.reason, message=error.message, generation=started_generation
-                )
-                return
-            except ValidationError as error:
-                message = f"the spec is invalid: {error}"
-                await self._fail(
-                    events, status, now=now, reason="InvalidSpec", message=message, generation=started_generation
-                )
-                return
-            async with AsyncExitStack() as stack:
-                ctx = await open_context(
-                    stack,
-                    self.runtime.hub,
-                    RunIdentity(self.name, str(status.checkpoint["runUid"])),
-                    spec,
-                    credentials=credentials,
-                    simulator_url=simulator_url,
-                    events=events,
-                    cache=CandleCache(self.runtime.config.cache_dir),
-                    checkpoint=status.checkpoint,
-                )
-                await self._loop(ctx, status, started_generation)
+        set_run_fields(run=self.name, namespace=self.namespace, phase=status.phase, exchange=exchange_id)
+        started_generation = status.observedGeneration
+        try:
+            spec = TradingRunSpec.model_validate(status.checkpoint[SPEC_KEY])
+            credentials = await self._credentials(spec)
+            simulator_url = self._simulator_url(spec)
+        except RunStartError as error:
+            await self._fail(status, now, error.reason, error.message, started_generation)
+            return
+        except ValidationError as error:
+            await self._fail(status, now, "InvalidSpec", f"the spec is invalid: {error}", started_generation)
+            return
+        async with AsyncExitStack() as stack:
+            ctx = await open_context(
+                stack,
+                self.runtime.hub,
+                RunIdentity(self.name, str(status.checkpoint["runUid"])),
+                spec,
+                credentials=credentials,
+                simulator_url=simulator_url,
+                events=self.events,
+                cache=CandleCache(self.runtime.config.cache_dir),
+                checkpoint=status.checkpoint,
+            )
+            await self._loop(ctx, status, started_generation)
 
     async def _loop(self, ctx: RunContext, status: TradingRunStatus, started_generation: int | None) -> None:
         poll = poll_seconds(ctx.spec)
@@ -183,19 +178,12 @@ class RunDriver:
         return url
 
     async def _fail(
-        self,
-        events: EventLog,
-        status: TradingRunStatus,
-        *,
-        now: datetime,
-        reason: str,
-        message: str,
-        generation: int | None,
+        self, status: TradingRunStatus, now: datetime, reason: str, message: str, generation: int | None
     ) -> None:
         failed = fail_status(status, now, reason, message, generation)
         await self.writer.write(failed)
-        # Through the event log like every phase change: a Warning Event, the log line and the metrics.
-        events.emit(
+        # Through the run's event log like every phase change: a Warning Event, the log line, the metrics.
+        self.events.emit(
             "Failed",
             "PhaseChanged",
             f"{status.phase} -> Failed: {message}",
