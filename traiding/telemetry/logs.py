@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from threading import Lock
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
@@ -38,7 +38,6 @@ EVENTS_LOGGER = "traiding.events"
 TRADING_EVENT_TYPES = frozenset(
     {"SessionStarted", "OrderFilled", "OrderRejected", "OrderRecovered", "OrderNotPlaced", "EntrySkipped", "KillSwitch"}
 )
-RUN_FIELDS = ("run", "namespace", "phase", "exchange")
 _NOISY_LOGGERS = ("aiohttp.access", "urllib3", "kubernetes.client.rest")
 
 _PATTERNS = (
@@ -163,21 +162,21 @@ def _prepared(handler: logging.Handler) -> logging.Handler:
     return handler
 
 
-def _install(handlers: list[logging.Handler], level: int) -> None:
-    root = logging.getLogger()
-    for old in root.handlers:
-        old.close()
-    root.handlers[:] = handlers
-    root.setLevel(level)
+def _quiet_noisy(level: int) -> None:
     # Per-request lines of the HTTP clients would drown the runs' own lines.
     for noisy in _NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
 def configure_stream_logging(level: int = logging.INFO, stream: TextIO | None = None) -> logging.Handler:
-    """JSON lines on `stream` (stdout by default): the operator in a cluster."""
+    """JSON lines on `stream` (stdout by default), the only handler: the operator in a cluster."""
     handler = _prepared(logging.StreamHandler(stream or sys.stdout))
-    _install([handler], level)
+    root = logging.getLogger()
+    for old in root.handlers:
+        old.close()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    _quiet_noisy(level)
     return handler
 
 
@@ -219,8 +218,7 @@ def file_logging(folder: Path, level: int = logging.INFO) -> Iterator[list[loggi
     for handler in handlers:
         root.addHandler(handler)
     root.setLevel(level)
-    for noisy in _NOISY_LOGGERS:
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    _quiet_noisy(level)
     try:
         yield handlers
     finally:
@@ -228,6 +226,28 @@ def file_logging(folder: Path, level: int = logging.INFO) -> Iterator[list[loggi
         for handler in handlers:
             root.removeHandler(handler)
             handler.close()
+
+
+class LoggedEvent(Protocol):
+    """A pipeline event (traiding.pipeline.events.Event) as far as logging reads it."""
+
+    @property
+    def run(self) -> str: ...
+
+    @property
+    def phase(self) -> str: ...
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def level(self) -> str: ...
+
+    @property
+    def message(self) -> str: ...
+
+    @property
+    def metrics(self) -> Mapping[str, Any]: ...
 
 
 class LogSink:
@@ -244,7 +264,7 @@ class LogSink:
         self._trading = logging.getLogger(TRADING_LOGGER)
         self._events = logging.getLogger(EVENTS_LOGGER)
 
-    def emit(self, event: Any) -> None:
+    def emit(self, event: LoggedEvent) -> None:
         logger = self._trading if event.type in TRADING_EVENT_TYPES else self._events
         logger.log(
             self.LEVELS.get(event.level, logging.INFO),
