@@ -19,9 +19,11 @@ run: setup
 	$(BIN)/traiding run examples/dry-run.yaml --output out/dry-run
 
 # The control plane and the checks' tools (kube-apiserver, etcd, ..., helm, actionlint, promtool),
-# built once per machine into ~/.cache/ai-traiding/bin (see docs/cluster.md).
+# built once per machine into ~/.cache/ai-traiding/bin (see docs/cluster.md); prometheus and amtool
+# for the observability tests (docs/observability.md).
 tools:
 	scripts/cluster install
+	scripts/observability-tools >/dev/null
 
 # The operator image ai-traiding:$(VERSION) (docs/deploy.md); BASE_IMAGE=python:3.11-slim-bookworm where a
 # registry can be reached, else the base image built here with debootstrap (the default).

@@ -12,6 +12,7 @@ import asyncio
 import getpass
 import io
 import json
+import logging
 import math
 import os
 import sys
@@ -34,6 +35,11 @@ from traiding.pipeline.local import Progress, drive, load_status, save_status
 from traiding.pipeline.report_files import LiveReport, write_report_files
 from traiding.pipeline.wiring import SPEC_KEY, RunIdentity, approval_of, market_speed, open_context, poll_seconds
 from traiding.resource import SYNTHETIC_DATA, TradingRun, TradingRunSpec, TradingRunStatus
+from traiding.telemetry.logs import LogSink, file_logging, register_secret, run_fields, set_run_fields
+from traiding.telemetry.metrics import Metrics
+from traiding.telemetry.runs import facts_of
+from traiding.telemetry.server import port_from, serve_metrics
+from traiding.telemetry.sink import RunMetricsSink
 from traiding_adapters.connection import Credentials
 from traiding_adapters.hub import ExchangeHub
 from traiding_simulator import Simulator, run_simulator
@@ -57,6 +63,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--cache", type=Path, help="candle cache folder (default: ~/.cache/ai-traiding/candles)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug lines in the log files")
+    parser.add_argument(
+        "--metrics-port",
+        help="serve the run's Prometheus metrics on this port at /metrics while it runs (default 0: off)",
+    )
+    parser.add_argument(
+        "--metrics-address", default="127.0.0.1", help="address the metrics server binds (default 127.0.0.1)"
+    )
 
 
 def _credentials(run: TradingRun) -> Credentials | None:
@@ -69,6 +83,7 @@ def _credentials(run: TradingRun) -> Credentials | None:
             f"the run names credentials (Secret {ref.name if ref else '?'}); locally they come from the "
             f"environment: set {API_KEY_ENV} and {API_SECRET_ENV}"
         )
+    register_secret(key, secret)  # redacted from every log line from now on
     return Credentials(api_key=key, secret=secret, source=f"${API_KEY_ENV}/${API_SECRET_ENV}")
 
 
@@ -204,17 +219,30 @@ def _prepare_output(args: argparse.Namespace, run: TradingRun) -> tuple[Path, Tr
     return output, TradingRunStatus(checkpoint={"runUid": uuid.uuid4().hex[:12], SPEC_KEY: spec})
 
 
-async def _run(args: argparse.Namespace, run: TradingRun, output: Path, status: TradingRunStatus) -> TradingRunStatus:
+async def _run(
+    args: argparse.Namespace, run: TradingRun, output: Path, status: TradingRunStatus, metrics: Metrics
+) -> TradingRunStatus:
     status_path = output / "status.json"
     run_uid = str(status.checkpoint["runUid"])
     spec = run.spec
     credentials = _credentials(run)
     sink = JsonlSink(output / "events.jsonl")
-    events = EventLog(run.metadata.name, [sink])
-    hub = ExchangeHub()
+    facts = facts_of(run.model_dump(mode="json"))
+    events = EventLog(
+        run.metadata.name, [sink, LogSink(), RunMetricsSink(metrics, mode=facts.mode, trigger=facts.trigger)]
+    )
+    hub = ExchangeHub(observer=metrics)
+    metrics.watch_exchanges(hub)
+    key = ("", run.metadata.name)
+
+    def observe(current: TradingRunStatus) -> None:
+        set_run_fields(phase=current.phase)
+        metrics.runs.observe(key, facts_of({**run.model_dump(mode="json"), "status": current.model_dump(mode="json")}))
+
     report = LiveReport(output, run, _cache(args))
-    observers: list[Callable[[TradingRunStatus], None]] = [report.update]
+    observers: list[Callable[[TradingRunStatus], None]] = [report.update, observe]
     async with AsyncExitStack() as stack:
+        stack.callback(metrics.unwatch_exchanges, hub)
         base_url = None
         if spec.exchange.simulator is not None:
             base_url = spec.exchange.simulator.url
@@ -248,7 +276,8 @@ async def _run(args: argparse.Namespace, run: TradingRun, output: Path, status: 
         if args.approve_live:
             now = datetime.now(UTC)
             approval = approval_of(getpass.getuser(), now, now, spec.approval.ttl)
-        report.update(status)
+        for observer in observers:
+            observer(status)
         status = await drive(
             ctx,
             status,
@@ -283,10 +312,23 @@ def _exit_code(status: TradingRunStatus, output: Path) -> int:
 
 def run(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.manifest)
+    port = port_from(args.metrics_port, env={})  # only the flag: a shell's operator setting must not apply here
     output, status = _prepare_output(args, manifest)
-    status = asyncio.run(_run(args, manifest, output, status))
-    save_status(output / "status.json", status)
-    write_report_files(output, manifest, status, _cache(args))
+    metrics = Metrics("run")
+    server = serve_metrics(metrics, port, args.metrics_address)
+    if server is not None:
+        print(f"metrics on http://{args.metrics_address}:{server.port}/metrics", file=sys.stderr)
+    try:
+        with (
+            file_logging(output / "logs", logging.DEBUG if args.verbose else logging.INFO),
+            run_fields(run=manifest.metadata.name, exchange=manifest.spec.exchange.id),
+        ):
+            status = asyncio.run(_run(args, manifest, output, status, metrics))
+        save_status(output / "status.json", status)
+        write_report_files(output, manifest, status, _cache(args))
+    finally:
+        if server is not None:
+            server.stop()
     return _exit_code(status, output)
 
 

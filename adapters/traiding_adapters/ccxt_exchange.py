@@ -37,6 +37,7 @@ from traiding_adapters.exchange import (
     OrderStatus,
     Ticker,
 )
+from traiding_adapters.observer import observe_order
 from traiding_adapters.ohlcv import fetch_all_pages
 from traiding_adapters.orders import place_order
 from traiding_adapters.weights import BINANCE_IDS
@@ -235,13 +236,16 @@ class CcxtExchange:
             raise InvalidOrder("a limit order needs a price")
         await self.market(request.symbol)
         settings = self._conn.settings
-        return await place_order(
+        submitted = time.perf_counter()
+        order = await place_order(
             self,
             request,
             lookup_policy=settings.order_lookup,
             max_sends=settings.order_max_sends,
             settle_s=settings.order_settle_s,
         )
+        observe_order(self._conn.observer, self.exchange_id, "live", submitted, order)  # real orders: live runs
+        return order
 
     async def send_order(self, request: OrderRequest) -> Order:
         """One attempt to create the order (no retries; a -1021 re-syncs the clock and sends once more,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ import ccxt.async_support as ccxt
 from traiding_adapters.circuit import CircuitBreaker
 from traiding_adapters.clock import ClockOffset, ccxt_time_difference, measure_offset
 from traiding_adapters.errors import (
+    CircuitOpen,
     ClockSkewError,
     ExchangeLayerError,
     ExchangeMaintenance,
@@ -27,6 +29,7 @@ from traiding_adapters.errors import (
     map_ccxt_error,
 )
 from traiding_adapters.exchange import Market
+from traiding_adapters.observer import NULL_OBSERVER, ExchangeObserver, endpoint_class, request_outcome
 from traiding_adapters.ratelimit import WeightBudget
 from traiding_adapters.retry import RetryPolicy, call_with_retries
 from traiding_adapters.weights import (
@@ -129,8 +132,10 @@ class Connection:
         credentials: Credentials | None,
         *,
         learn_limit: bool,
+        observer: ExchangeObserver = NULL_OBSERVER,
     ) -> None:
         self.exchange_id = exchange_id
+        self.observer = observer
         self.client = client
         self.budget = budget
         self.settings = settings
@@ -162,14 +167,25 @@ class Connection:
             booking = await self.budget.acquire(weight)
             # a request that fails without an answer must not re-read an old answer's weight header
             client.last_response_headers = None
+            failure: BaseException | None = None
+            started = time.perf_counter()
             try:
                 response = await original_fetch2(path, api, method, params, config)
-            except (ccxt.DDoSProtection, ccxt.RateLimitExceeded):
+            except (ccxt.DDoSProtection, ccxt.RateLimitExceeded) as error:
+                failure = error
                 pause = retry_after_s(client.last_response_headers) or DEFAULT_RETRY_AFTER_S
                 log.warning("%s answered 429/418: pausing the shared budget for %.1f s", self.exchange_id, pause)
                 self.budget.pause_for(pause)
                 raise
+            except BaseException as error:
+                failure = error
+                raise
             finally:
+                if not isinstance(failure, asyncio.CancelledError):  # a cancelled request says nothing of the exchange
+                    seconds = time.perf_counter() - started
+                    self.observer.exchange_request(
+                        self.exchange_id, endpoint_class(path), request_outcome(failure), seconds
+                    )
                 self.budget.release(booking)
                 used = used_weight(client.last_response_headers)
                 if used is not None:
@@ -206,7 +222,11 @@ class Connection:
 
     async def attempt(self, operation: Callable[[], Awaitable[T]]) -> T:
         """One try of `operation` through the circuit breaker, failures mapped to our exceptions."""
-        self.circuit.before_call()
+        try:
+            self.circuit.before_call()
+        except CircuitOpen:
+            self.observer.exchange_error(self.exchange_id, CircuitOpen.__name__)
+            raise
         try:
             result = await operation()
         except asyncio.CancelledError:
@@ -214,6 +234,7 @@ class Connection:
             raise
         except Exception as error:
             mapped = self.map_error(error)
+            self.observer.exchange_error(self.exchange_id, type(mapped).__name__)
             if isinstance(mapped, RateLimited):
                 self.circuit.record_neutral()  # the exchange is up, we were too fast
             elif mapped.transient:

@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import weakref
+from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from traiding_adapters.ccxt_exchange import CcxtExchange
 from traiding_adapters.connection import Connection, Credentials, ExchangeSettings, make_ccxt_client
+from traiding_adapters.observer import NULL_OBSERVER, ExchangeObserver
 from traiding_adapters.ratelimit import BudgetStats, WeightBudget
 from traiding_adapters.weights import default_weight_limit
 
@@ -23,11 +26,22 @@ _BudgetKey = tuple[str, str, tuple[tuple[str, str], ...]]
 _ConnectionKey = tuple[_BudgetKey, str]
 
 
+@dataclass(frozen=True)
+class ExchangeState:
+    """One exchange's connections and budgets now (for metrics): no key appears here."""
+
+    exchange_id: str
+    circuits: Mapping[str, int]  # circuit state -> open connections in it
+    budget_used_ratio: float  # the fullest budget of the exchange: weight used / weight we allow ourselves
+    budget_waits: int  # requests that waited for a budget, since it was created
+
+
 class ExchangeHub:
     """The process-wide registry of exchange connections (see module doc)."""
 
-    def __init__(self, settings: ExchangeSettings | None = None) -> None:
+    def __init__(self, settings: ExchangeSettings | None = None, observer: ExchangeObserver | None = None) -> None:
         self.settings = settings or ExchangeSettings()
+        self.observer = observer or NULL_OBSERVER
         self._connections: dict[_ConnectionKey, Connection] = {}
         self._budgets: dict[_BudgetKey, WeightBudget] = {}
         self._lock = asyncio.Lock()
@@ -66,7 +80,13 @@ class ExchangeHub:
                 )
                 self._budgets[budget_key] = budget
             connection = Connection(
-                exchange_id, client, budget, chosen, credentials, learn_limit=chosen.weight_limit is None
+                exchange_id,
+                client,
+                budget,
+                chosen,
+                credentials,
+                learn_limit=chosen.weight_limit is None,
+                observer=self.observer,
             )
             self._connections[key] = connection
         connection.references += 1
@@ -75,6 +95,24 @@ class ExchangeHub:
     def budget_stats(self) -> dict[str, BudgetStats]:
         """Each budget's usage, keyed 'exchange_id:api_key-prefix'."""
         return {f"{key[0]}:{key[1][:6]}": budget.stats() for key, budget in self._budgets.items()}
+
+    def exchange_states(self) -> list[ExchangeState]:
+        """Per exchange id: circuit states of the open connections and the use of its budgets."""
+        circuits: dict[str, Counter[str]] = {}
+        for connection in list(self._connections.values()):
+            circuits.setdefault(connection.exchange_id, Counter())[connection.circuit.state] += 1
+        used: dict[str, float] = {}
+        waits: dict[str, int] = {}
+        for (exchange_id, _key, _urls), budget in list(self._budgets.items()):
+            stats = budget.stats()
+            used[exchange_id] = max(used.get(exchange_id, 0.0), stats.used / stats.capacity if stats.capacity else 0.0)
+            waits[exchange_id] = waits.get(exchange_id, 0) + stats.waits
+        return [
+            ExchangeState(
+                exchange_id, dict(circuits.get(exchange_id, {})), used.get(exchange_id, 0.0), waits.get(exchange_id, 0)
+            )
+            for exchange_id in sorted(set(circuits) | set(used))
+        ]
 
     def open_connections(self) -> int:
         return len(self._connections)

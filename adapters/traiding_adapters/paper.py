@@ -33,6 +33,7 @@ from traiding_adapters.exchange import (
     OrderStatus,
     Position,
 )
+from traiding_adapters.observer import NULL_OBSERVER, ExchangeObserver, observe_order
 
 _EPSILON = 1e-12
 KEPT_FINISHED_ORDERS = 50  # finished orders a snapshot keeps for lookups by client order id
@@ -64,8 +65,12 @@ class PaperBroker:
         settings: PaperSettings | None = None,
         *,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        observer: ExchangeObserver = NULL_OBSERVER,
+        exchange_id: str = "paper",
     ) -> None:
         self._market = market_data
+        self._observer = observer
+        self._exchange_id = exchange_id  # the exchange whose prices fill the orders (a metrics label)
         self.settings = settings or PaperSettings()
         self._rng = random.Random(self.settings.seed)
         self._clock_ms = clock_ms
@@ -101,11 +106,13 @@ class PaperBroker:
         if request.type == "limit" and (request.price is None or request.price <= 0):
             raise InvalidOrder("a limit order needs a positive price")
         base, quote = _split(request.symbol)
+        submitted = time.perf_counter()
         if request.type == "market":
             order = await self._fill_market(request, base, quote)
         else:
             order = await self._place_limit(request, base, quote)
         self._orders[request.client_order_id] = order
+        observe_order(self._observer, self._exchange_id, "dry-run", submitted, order)
         return order
 
     async def fetch_order(self, symbol: str, *, client_order_id: str) -> Order:

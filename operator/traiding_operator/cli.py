@@ -1,13 +1,23 @@
-"""`traiding operator`: run the Kubernetes operator (JSON logs on stderr)."""
+"""`traiding operator`: run the Kubernetes operator (JSON logs on stdout, metrics on /metrics)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 
 from traiding.errors import UserError
-from traiding_operator.logs import configure_json_logging
+from traiding.telemetry.logs import configure_stream_logging
+from traiding.telemetry.metrics import Metrics
+from traiding.telemetry.server import (
+    DEFAULT_OPERATOR_ADDRESS,
+    DEFAULT_OPERATOR_PORT,
+    METRICS_ADDRESS_ENV,
+    METRICS_PORT_ENV,
+    port_from,
+    serve_metrics,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,21 +37,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="serve kopf's health endpoint here, e.g. http://0.0.0.0:8080/healthz (the chart's probes use it)",
     )
+    parser.add_argument(
+        "--metrics-port",
+        help=f"serve Prometheus metrics on this port at /metrics; 0 disables "
+        f"(default: ${METRICS_PORT_ENV}, else {DEFAULT_OPERATOR_PORT})",
+    )
+    parser.add_argument(
+        "--metrics-address",
+        help=f"address the metrics server binds (default: ${METRICS_ADDRESS_ENV}, else {DEFAULT_OPERATOR_ADDRESS})",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logs")
 
 
 def run(args: argparse.Namespace) -> int:
     if not args.namespace and not args.all_namespaces:
         raise UserError("say where to serve TradingRuns: --namespace NS (repeatable) or --all-namespaces")
-    configure_json_logging(logging.DEBUG if args.verbose else logging.INFO)
+    port = port_from(args.metrics_port, default=DEFAULT_OPERATOR_PORT)
+    address = args.metrics_address or os.environ.get(METRICS_ADDRESS_ENV) or DEFAULT_OPERATOR_ADDRESS
+    configure_stream_logging(logging.DEBUG if args.verbose else logging.INFO)
     from traiding_operator.main import run_operator  # noqa: PLC0415 - kopf loads only when the operator runs
 
-    asyncio.run(
-        run_operator(
-            namespaces=args.namespace,
-            clusterwide=args.all_namespaces,
-            standalone=args.standalone,
-            liveness_endpoint=args.liveness,
+    metrics = Metrics("operator")
+    server = serve_metrics(metrics, port, address)
+    if server is not None:
+        logging.getLogger(__name__).info(f"metrics on http://{address}:{server.port}/metrics")
+    try:
+        asyncio.run(
+            run_operator(
+                namespaces=args.namespace,
+                clusterwide=args.all_namespaces,
+                standalone=args.standalone,
+                liveness_endpoint=args.liveness,
+                metrics=metrics,
+            )
         )
-    )
+    finally:
+        if server is not None:
+            server.stop()
     return 0

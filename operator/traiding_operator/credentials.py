@@ -12,6 +12,7 @@ from kubernetes.client import ApiClient, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 
 from traiding.resource import SecretRef
+from traiding.telemetry.logs import register_secret
 from traiding_adapters.connection import Credentials
 
 
@@ -38,11 +39,13 @@ def _decode(data: Mapping[str, str], ref: SecretRef, key: str, namespace: str) -
 def credentials_from_secret_data(data: Mapping[str, str] | None, ref: SecretRef, namespace: str) -> Credentials:
     """`Credentials` from a Secret's `data` (base64 values, as the API returns them)."""
     data = data or {}
-    return Credentials(
+    credentials = Credentials(
         api_key=_decode(data, ref, ref.apiKeyKey, namespace),
         secret=_decode(data, ref, ref.secretKey, namespace),
         source=f"Secret {ref.name}",
     )
+    register_secret(credentials.api_key, credentials.secret)  # redacted from every log line from now on
+    return credentials
 
 
 async def read_credentials(api: ApiClient, namespace: str, ref: SecretRef) -> Credentials:

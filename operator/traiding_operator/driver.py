@@ -20,10 +20,14 @@ from pydantic import ValidationError
 from traiding.domain.candles import CandleCache
 from traiding.domain.statemachine import TERMINAL, Phase
 from traiding.pipeline.context import RunContext
-from traiding.pipeline.events import EventLog
+from traiding.pipeline.events import EventLog, EventSink
 from traiding.pipeline.runner import advance
 from traiding.pipeline.wiring import SPEC_KEY, RunIdentity, open_context, poll_seconds, wait_after
 from traiding.resource import TradingRunSpec, TradingRunStatus
+from traiding.telemetry.logs import set_run_fields
+from traiding.telemetry.metrics import Metrics
+from traiding.telemetry.runs import facts_of
+from traiding.telemetry.sink import RunMetricsSink
 from traiding_adapters.connection import Credentials
 from traiding_adapters.hub import ExchangeHub
 from traiding_operator.annotations import cancel_requested
@@ -40,11 +44,13 @@ Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 @dataclass(frozen=True)
 class OperatorRuntime:
-    """What every run's driver shares: the API client, the exchange hub (one budget per key), the config."""
+    """What every run's driver shares: the API client, the exchange hub (one budget per key), the config
+    and the metrics."""
 
     api: ApiClient
     hub: ExchangeHub
     config: OperatorConfig
+    metrics: Metrics
 
 
 class RunStartError(Exception):
@@ -80,6 +86,12 @@ class RunDriver:
         self.name = str(body.metadata.name)
         self.namespace = str(body.metadata.namespace)
         self.writer = StatusWriter(runtime.api, self.namespace, self.name)
+        facts = facts_of(body)
+        sinks: list[EventSink] = [
+            KubernetesEventSink(body, logger),
+            RunMetricsSink(runtime.metrics, mode=facts.mode, trigger=facts.trigger),
+        ]
+        self.events = EventLog(self.name, sinks)
 
     async def run(self) -> None:
         now = datetime.now(UTC)
@@ -88,6 +100,9 @@ class RunDriver:
         )
         if Phase(status.phase) in TERMINAL:
             return
+        # This daemon's task (and only it) logs with the run's fields; the phase follows every step.
+        exchange_id = (status.checkpoint[SPEC_KEY].get("exchange") or {}).get("id")
+        set_run_fields(run=self.name, namespace=self.namespace, phase=status.phase, exchange=exchange_id)
         started_generation = status.observedGeneration
         try:
             spec = TradingRunSpec.model_validate(status.checkpoint[SPEC_KEY])
@@ -99,7 +114,6 @@ class RunDriver:
         except ValidationError as error:
             await self._fail(status, now, "InvalidSpec", f"the spec is invalid: {error}", started_generation)
             return
-        sink = KubernetesEventSink(self.body, self.logger)
         async with AsyncExitStack() as stack:
             ctx = await open_context(
                 stack,
@@ -108,7 +122,7 @@ class RunDriver:
                 spec,
                 credentials=credentials,
                 simulator_url=simulator_url,
-                events=EventLog(self.name, [sink]),
+                events=self.events,
                 cache=CandleCache(self.runtime.config.cache_dir),
                 checkpoint=status.checkpoint,
             )
@@ -132,6 +146,7 @@ class RunDriver:
             )
             note_spec_generation(status, self._generation(), now)
             await self.writer.write(status)
+            set_run_fields(phase=status.phase)
             if decision.final:
                 self.logger.info(f"run finished: {decision.phase}: {decision.message}")
                 return
@@ -167,8 +182,14 @@ class RunDriver:
     ) -> None:
         failed = fail_status(status, now, reason, message, generation)
         await self.writer.write(failed)
-        kopf.event(self.body, type="Warning", reason="PhaseChanged", message=f"{status.phase} -> Failed: {message}")
-        self.logger.info(f"run failed before its phase work: {reason}: {message}")
+        # Through the run's event log like every phase change: a Warning Event, the log line, the metrics.
+        self.events.emit(
+            "Failed",
+            "PhaseChanged",
+            f"{status.phase} -> Failed: {message}",
+            level="error",
+            metrics={"from": status.phase, "to": "Failed", "reason": reason, "durationSeconds": None},
+        )
 
     def _generation(self) -> int | None:
         generation = self.body.metadata.get("generation")

@@ -12,6 +12,8 @@ from typing import Any
 import kopf
 
 from traiding.resource import API_GROUP, API_VERSION, PLURAL
+from traiding.telemetry.metrics import Metrics
+from traiding.telemetry.runs import facts_of
 from traiding_adapters.hub import ExchangeHub
 from traiding_operator.config import OperatorConfig
 from traiding_operator.driver import OperatorRuntime, RunDriver, is_final
@@ -44,7 +46,10 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: Logger, **_:
     configure_settings(settings)
     configuration = client_configuration()
     config = OperatorConfig.from_env()
-    memo["runtime"] = OperatorRuntime(api_client(configuration), ExchangeHub(), config)
+    metrics: Metrics = memo["metrics"]
+    hub = ExchangeHub(observer=metrics)
+    metrics.watch_exchanges(hub)
+    memo["runtime"] = OperatorRuntime(api_client(configuration), hub, config, metrics)
     logger.info(
         "traiding operator started",
         extra={"server": configuration.host, "simulator_url": config.simulator_url, "cache": str(config.cache_dir)},
@@ -60,9 +65,21 @@ def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
 async def stop(memo: Any, logger: Logger, **_: Any) -> None:
     runtime = memo.get("runtime")
     if isinstance(runtime, OperatorRuntime):
+        runtime.metrics.unwatch_exchanges(runtime.hub)
         await runtime.hub.close()
         runtime.api.close()  # type: ignore[no-untyped-call]
     logger.info("traiding operator stopped")
+
+
+@kopf.on.event(API_GROUP, API_VERSION, PLURAL, id="observe")
+def observe(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
+    """Every run this operator serves, finished ones too, in the metrics (runs by phase, open positions)."""
+    metrics: Metrics = memo["metrics"]
+    key = (str(body.metadata.namespace or ""), str(body.metadata.name))
+    if event.get("type") == "DELETED":
+        metrics.runs.forget(key)
+    else:
+        metrics.runs.observe(key, facts_of(body))
 
 
 def _unfinished(status: kopf.Status, **_: Any) -> bool:

@@ -29,7 +29,7 @@ class KubernetesEventSink:
         self.logger.log(
             min(level, logging.INFO),
             event.message,
-            extra={"run_phase": event.phase, "event_type": event.type, "metrics": event.metrics},
+            extra={"phase": event.phase, "event_type": event.type, "metrics": event.metrics},
         )
         if event.type in POSTED_TYPES or level >= logging.WARNING:
             message = event.message

@@ -18,12 +18,36 @@ FORBIDDEN_IN_DOMAIN = (
     "traiding_simulator",
     "traiding_operator",
     "traiding.pipeline",
+    "traiding.telemetry",
+    "prometheus_client",
     "asyncio",
 )
 # The bundled candles: files and a lookup beside the domain, read by the simulator and the command line alike.
 FORBIDDEN_IN_DATA = (*FORBIDDEN_IN_DOMAIN, "traiding.backtest_cli", "traiding.run_cli")
-FORBIDDEN_IN_ADAPTERS = ("traiding.pipeline", "traiding_operator", "traiding_simulator", "kubernetes", "kopf")
+# The adapters report metrics through their ExchangeObserver protocol, never into a metrics library.
+FORBIDDEN_IN_ADAPTERS = (
+    "traiding.pipeline",
+    "traiding.telemetry",
+    "traiding_operator",
+    "traiding_simulator",
+    "kubernetes",
+    "kopf",
+    "prometheus_client",
+)
 FORBIDDEN_IN_SIMULATOR = ("traiding_adapters", "traiding.pipeline", "traiding_operator", "kubernetes", "kopf")
+# Telemetry sits beside the domain: it knows the metrics and logging libraries, never the layers above it.
+FORBIDDEN_IN_TELEMETRY = (
+    "traiding_adapters",
+    "traiding_simulator",
+    "traiding_operator",
+    "traiding.pipeline",
+    "kubernetes",
+    "kopf",
+    "ccxt",
+    "aiohttp",
+)
+# The pipeline reports into telemetry through event sinks and the hub's observer, wired by the drivers.
+FORBIDDEN_IN_PIPELINE = ("traiding_operator", "kubernetes", "kopf", "prometheus_client", "traiding.telemetry")
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -53,6 +77,8 @@ def violations(folder: Path, forbidden: tuple[str, ...], root: Path = REPO) -> l
         ("traiding/data", FORBIDDEN_IN_DATA),
         ("adapters/traiding_adapters", FORBIDDEN_IN_ADAPTERS),
         ("simulator/traiding_simulator", FORBIDDEN_IN_SIMULATOR),
+        ("traiding/telemetry", FORBIDDEN_IN_TELEMETRY),
+        ("traiding/pipeline", FORBIDDEN_IN_PIPELINE),
     ],
 )
 def test_imports_point_one_way(folder: str, forbidden: tuple[str, ...]) -> None:
@@ -66,6 +92,16 @@ def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
         "bad.py imports ccxt",
         "bad.py imports kubernetes.client",
     ]
+
+
+def test_only_telemetry_imports_prometheus_client() -> None:
+    importers = [
+        str(path.relative_to(REPO))
+        for folder in ("traiding", "adapters", "operator", "simulator")
+        for path in sorted((REPO / folder).rglob("*.py"))
+        if any(m == "prometheus_client" or m.startswith("prometheus_client.") for m in imported_modules(path))
+    ]
+    assert importers and all(path.startswith("traiding/telemetry/") for path in importers), importers
 
 
 def test_no_package_shadows_the_standard_library_operator_module() -> None:

@@ -101,7 +101,8 @@ async def drive(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> TradingRunStatus:
     """Step the run until it reaches a final phase (or waits for an approval nobody gave); after each step the
-    status is saved, shown, and handed to each of `observers` (the live report, the replay hold)."""
+    status is saved, shown, and handed to each of `observers` (the live report, the replay hold, the metrics of
+    `traiding run --metrics-port`)."""
     progress = progress or Progress(live=ctx.live)
     while Phase(status.phase) not in TERMINAL:
         status, decision = await advance(ctx, status, clock(), approval=approval)

@@ -119,6 +119,9 @@ async def advance(
         refused = await flatten_session(ctx, status.checkpoint)
         closing = "open positions closed" if refused is None else f"positions may be open: {refused.outcome.message}"
         decision = replace(decision, message=f"{decision.message}; {closing}")
+        if record is not None and "openPositions" in record.results:
+            # What the session holds after its last attempt to close (alerts page on a live run left open).
+            record.results["openPositions"] = refused.results.get("openPositions", 0) if refused else 0
     _apply(ctx, status=status, phase=phase, decision=decision, now=now, approval=approval)
     return status, decision
 
@@ -162,8 +165,18 @@ def _apply(
         )
     status.phase = decision.phase.value
     level: Level = "error" if decision.phase is Phase.FAILED else "info"
+    started = record.startedAt if record is not None else None
     ctx.events.emit(
-        str(decision.phase), "PhaseChanged", f"{phase} -> {decision.phase}: {decision.message}", level=level
+        str(decision.phase),
+        "PhaseChanged",
+        f"{phase} -> {decision.phase}: {decision.message}",
+        level=level,
+        metrics={
+            "from": phase.value,
+            "to": decision.phase.value,
+            "reason": decision.reason,
+            "durationSeconds": (now - started).total_seconds() if started is not None else None,
+        },
     )
     if decision.final:
         status.finishedAt = now

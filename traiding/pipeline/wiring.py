@@ -20,6 +20,7 @@ from traiding.resource import Mode, TradingRunSpec
 from traiding_adapters.connection import Credentials
 from traiding_adapters.exchange import Exchange, OrderApi
 from traiding_adapters.hub import ExchangeHub
+from traiding_adapters.observer import NULL_OBSERVER, ExchangeObserver
 from traiding_adapters.paper import PaperBroker, PaperSettings
 from traiding_simulator import client_urls
 
@@ -33,13 +34,20 @@ class RunIdentity:
     uid: str  # seeds the client order ids: stable for the run's whole life, across restarts
 
 
-def paper_broker(spec: TradingRunSpec, exchange: Exchange, saved: dict[str, Any] | None) -> PaperBroker:
+def paper_broker(
+    spec: TradingRunSpec,
+    exchange: Exchange,
+    saved: dict[str, Any] | None,
+    observer: ExchangeObserver = NULL_OBSERVER,
+) -> PaperBroker:
     """The dry run's simulated account, on the run's capital, or as it was saved in the checkpoint."""
     base_currencies = {symbol.split("/")[0]: 0.0 for symbol in spec.market.symbols}
     broker = PaperBroker(
         exchange,
         {spec.capital.currency: spec.capital.initial, **base_currencies},
         PaperSettings(fee_rate=spec.costs.feeRate, slippage_bps=spec.costs.slippagePct * 100),
+        observer=observer,
+        exchange_id=exchange.exchange_id,
     )
     if saved:
         broker.restore(saved)
@@ -92,7 +100,7 @@ async def open_context(
     stack.push_async_callback(exchange.close)
     orders: OrderApi = exchange
     if spec.mode is Mode.DRY_RUN:
-        orders = paper_broker(spec, exchange, checkpoint.get("session", {}).get("paper"))
+        orders = paper_broker(spec, exchange, checkpoint.get("session", {}).get("paper"), hub.observer)
     return RunContext(
         run_name=run.name,
         run_uid=run.uid,
