@@ -18,7 +18,7 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/traiding run examples/dry-run.yaml --output out/dry-run
 
-# The control plane and the checks' tools (kube-apiserver, etcd, ..., helm, actionlint, promtool),
+# The clusters and the checks' tools (kube-apiserver, etcd, kubelet, ..., helm, actionlint, shellcheck),
 # built once per machine into ~/.cache/ai-traiding/bin (see docs/cluster.md); prometheus and amtool
 # for the observability tests (docs/observability.md).
 tools:
@@ -41,6 +41,7 @@ lint: setup
 	$(BIN)/mypy scripts/cluster
 	$(BIN)/mypy scripts/image
 	$(BIN)/mypy scripts/e2e
+	$(BIN)/mypy scripts/observability-tools
 
 # Everything CI checks: lint and types, the test suite, the up/down soak of both clusters, the e2e.
 test: setup tools lint

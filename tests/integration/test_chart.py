@@ -234,3 +234,14 @@ def test_the_api_server_accepts_the_whole_render(
     out = kubectl(kube_cluster, "apply", "--dry-run=server", "-n", k8s_namespace, "-f", "-",
                   stdin=yaml.safe_dump_all(objects))  # fmt: skip
     assert out.count("(server dry run)") == len(objects), out
+
+
+def test_the_scraped_job_is_the_one_the_slo_rules_select() -> None:
+    from traiding.telemetry.slo import SloConfig  # noqa: PLC0415
+
+    objects = render(monitoring=True)
+    (monitor,) = by_kind(objects, "ServiceMonitor")
+    (service,) = [s for s in by_kind(objects, "Service") if s["metadata"]["name"].endswith("-metrics")]
+    # The Prometheus Operator names the job after the Service label that jobLabel names.
+    assert service["metadata"]["labels"][monitor["spec"]["jobLabel"]] == SloConfig().job
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
