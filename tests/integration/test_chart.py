@@ -245,3 +245,9 @@ def test_the_scraped_job_is_the_one_the_slo_rules_select() -> None:
     # The Prometheus Operator names the job after the Service label that jobLabel names.
     assert service["metadata"]["labels"][monitor["spec"]["jobLabel"]] == SloConfig().job
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+
+
+def test_the_dev_simulator_replays_the_window_the_example_pins() -> None:
+    example = yaml.safe_load((REPO / "examples" / "dry-run.yaml").read_text())
+    dev = yaml.safe_load((CHART / "values-dev.yaml").read_text())
+    assert dev["simulator"]["start"] == example["spec"]["exchange"]["simulator"]["start"]
