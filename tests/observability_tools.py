@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 CHART_FILES = REPO / "helm" / "ai-traiding" / "files"
 RULES_FILE = CHART_FILES / "prometheusrule-spec.yaml"
 DASHBOARD_FILE = CHART_FILES / "dashboard.json"
-ALERTMANAGER_EXAMPLE = REPO / "examples" / "alertmanager.yaml"
+ALERTMANAGER_EXAMPLE = REPO / "examples" / "monitoring" / "alertmanager.yaml"
 
 
 def tool(name: str) -> str:

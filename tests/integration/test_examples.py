@@ -19,6 +19,7 @@ import yaml
 from traiding.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
+# The TradingRun examples; examples/monitoring/ holds configuration for other tools (Alertmanager).
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 PROMISE = re.compile(r"^# Ends in: (?P<phase>Succeeded|Failed|Cancelled|AwaitingApproval)(?: in (?P<stopped>\w+))?\.")
 EXIT_CODES = {"Succeeded": 0, "Failed": 1, "Cancelled": 1, "AwaitingApproval": 3}
