@@ -11,16 +11,15 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.cluster_plugin import KubeCluster
+from tests.cluster_plugin import KubeCluster, wait_for
 
 pytestmark = pytest.mark.k8s
 
@@ -29,20 +28,6 @@ VERSION = "v1"
 PLURAL = "widgets"
 CRD_NAME = f"{PLURAL}.{GROUP}"
 CEL_MESSAGE = "minPrice must not exceed maxPrice"
-
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60, interval: float = 0.5) -> T:
-    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def error_body(err: ApiException) -> dict[str, Any]:

@@ -11,32 +11,17 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from kubernetes import client
 
-from tests.cluster_plugin import REPO, KubeCluster, real_node_state_dir
+from tests.cluster_plugin import REPO, KubeCluster, real_node_state_dir, wait_for
 
 pytestmark = [pytest.mark.k8s, pytest.mark.real_node]
 
 BASE_IMAGE = "ai-traiding-base:bookworm"
 NODE_NAME = "aitr-node"
-
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 90, interval: float = 0.5) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +64,7 @@ def finished_pod(core: client.CoreV1Api, namespace: str, name: str) -> Any:
         pod: Any = core.read_namespaced_pod(name, namespace)
         return pod if pod.status.phase in ("Succeeded", "Failed") else None
 
-    return wait_for(f"pod {name} to finish", probe)
+    return wait_for(f"pod {name} to finish", probe, timeout=90)
 
 
 def test_a_pod_from_the_base_image_runs_in_containerd(
