@@ -155,7 +155,6 @@ async def _run(args: argparse.Namespace, run: TradingRun, output: Path, status: 
             simulator_url=base_url,
             events=events,
             cache=_cache(args),
-            checkpoint=status.checkpoint,
         )
         approval = None
         if args.approve_live:

@@ -216,6 +216,8 @@ class Connection:
             mapped = self.map_error(error)
             if isinstance(mapped, RateLimited):
                 self.circuit.record_neutral()  # the exchange is up, we were too fast
+            elif isinstance(mapped, ClockSkewError):
+                self.circuit.record_success()  # it answered (our clock was off): reachable
             elif mapped.transient:
                 self.circuit.record_failure(mapped)
             else:

@@ -110,7 +110,6 @@ class RunDriver:
                 simulator_url=simulator_url,
                 events=EventLog(self.name, [sink]),
                 cache=CandleCache(self.runtime.config.cache_dir),
-                checkpoint=status.checkpoint,
             )
             await self._loop(ctx, status, started_generation)
 

@@ -99,7 +99,7 @@ class SimState:
             "orders_by_client_order_id": dict(ex.orders_by_client_id),
             "order_attempts_by_client_order_id": dict(ex.order_attempts_by_client_id),
             "orders_total": len(ex.orders),
-            "open_orders": len(ex.open_orders),
+            "open_orders": len(ex.open_orders) + len(ex.stop_orders),
             "trades_total": sum(len(t) for t in ex.trades.values()),
             "weight_used": self.limiter.used_by_ip(),
             "weight_used_now": max(self.limiter.used_by_ip().values(), default=0),

@@ -255,7 +255,7 @@ async def test_order_answer_lost_after_acceptance_never_leads_to_a_second_order(
     sim: Simulator, hub: ExchangeHub, action: str
 ) -> None:
     exchange = connect(hub, sim)
-    coid = client_order_id("run-lost-answer", 0)
+    coid = client_order_id("run-lost-answer", "0")
     try:
         await exchange.load_markets()
         sim.add_fault_rule(method="POST", path="/api/v3/order", action=action, hang_ms=5000)
@@ -277,7 +277,7 @@ async def test_order_lost_before_reaching_the_exchange_is_not_sent_again_blindly
     sim: Simulator, hub: ExchangeHub
 ) -> None:
     exchange = connect(hub, sim)
-    coid = client_order_id("run-lost-request", 3)
+    coid = client_order_id("run-lost-request", "3")
     try:
         await exchange.load_markets()
         sim.add_fault_rule(method="POST", path="/api/v3/order", action="drop_before")
