@@ -417,20 +417,22 @@ class Exchange:
 
     def match(self, now: int) -> None:
         """Trigger stops and fill resting limit orders whose price the replay path reached since the last match."""
-        since = self._last_match_ms if self._last_match_ms is not None and self._last_match_ms <= now else now
+        last = self._last_match_ms
+        since = last if last is not None and last <= now else None  # None: look from each order's start
         self._last_match_ms = now
         for order in list(self.stop_orders.values()):
-            self._trigger_stop(order, max(order.time, since), now)
+            self._trigger_stop(order, order.time if since is None else max(order.time, since), now)
         if not self.open_orders:
             return
         ranges: dict[str, tuple[float, float]] = {}
         for order in list(self.open_orders.values()):
             symbol = self.market.by_id[order.symbol]
-            if order.symbol not in ranges:
-                ranges[order.symbol] = symbol.path_range(since, now)
-            low, high = ranges[order.symbol]
-            start = max(order.working_since, since)
-            if start != since:
+            start = order.working_since if since is None else max(order.working_since, since)
+            if start == since:
+                if order.symbol not in ranges:
+                    ranges[order.symbol] = symbol.path_range(since, now)
+                low, high = ranges[order.symbol]
+            else:
                 low, high = symbol.path_range(start, now)
             price = float(order.price)
             if (order.side == "BUY" and low <= price) or (order.side == "SELL" and high >= price):

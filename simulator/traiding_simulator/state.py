@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from decimal import Decimal
 from typing import Any
 
 from traiding_simulator.auth import KeyStore
@@ -88,6 +89,21 @@ class SimState:
             "data_end": self.market.end_ms,
             "data_ended": self.replay.now_ms() >= self.market.end_ms,
         }
+
+    def orders_view(self, account: str) -> list[dict[str, Any]]:
+        """Every order of `account` as the exchange holds it, with its fills' commission per asset (matched up to
+        the replay's now first, as any exchange request would be)."""
+        self.exchange.match(self.replay.now_ms())
+        out = []
+        for order in sorted(self.exchange.orders.values(), key=lambda o: o.order_id):
+            if order.account != account:
+                continue
+            commission: dict[str, str] = {}
+            for fill in order.fills:
+                total = Decimal(commission.get(fill.commission_asset, "0")) + fill.commission
+                commission[fill.commission_asset] = str(total)
+            out.append({**order.to_json(), "commission": commission})
+        return out
 
     def stats_view(self) -> dict[str, Any]:
         ex = self.exchange

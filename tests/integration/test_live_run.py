@@ -66,14 +66,29 @@ def test_a_live_run_waits_for_approval_then_places_each_order_once(
     fills = [e["metrics"] for e in read_events(output) if e["type"] == "OrderFilled"]
     assert fills, "a day of 5m candles gives the 10/30 crossover something to trade"
     stats = simulator.stats()
-    # Real orders on the (simulated) exchange, each client order id exactly once.
-    assert stats["orders_total"] == len(fills)
-    assert sorted(stats["orders_by_client_order_id"]) == sorted(f["client_order_id"] for f in fills)
-    assert set(stats["orders_by_client_order_id"].values()) <= {1}
-    # The run's own books agree with the exchange account: flat at the end, USDT moved by the run's PnL.
-    usdt_free, _ = simulator.balances()["USDT"]
+    # Real orders on the (simulated) exchange, each client order id exactly once: the entries and exits, and
+    # the protective stops of the positions (stopLossPct 2), cancelled before each exit unless they filled.
+    assert set(stats["orders_by_client_order_id"].values()) == {1}
+    orders = {o["clientOrderId"]: o for o in simulator.orders()}
+    filled = {coid for coid, o in orders.items() if o["status"] == "FILLED"}
+    assert filled == {f["client_order_id"] for f in fills}
+    assert {o["status"] for coid, o in orders.items() if coid not in filled} <= {"CANCELED"}
+    assert {o["type"] for coid, o in orders.items() if coid not in filled} <= {"STOP_LOSS_LIMIT"}
+    booked = status["checkpoint"]["session"]["orders"]
+    for coid in filled:  # the run's books hold what the exchange executed, to the cent
+        assert booked[coid]["filled"] == pytest.approx(float(orders[coid]["executedQty"]), abs=1e-12)
+        assert booked[coid]["cost"] == pytest.approx(float(orders[coid]["cummulativeQuoteQty"]), abs=0.01)
+    # The run's own books agree with the exchange account: USDT moved by the run's cash, and what is left of
+    # ETH is the dust below one lot step that the commissions in ETH left (worth cents, in the run's equity).
+    session = status["checkpoint"]["session"]
+    balances = simulator.balances()
+    assert float(balances["USDT"][0]) == pytest.approx(20_000 + session["cash"] - 10_000, abs=0.01)
+    assert float(balances["ETH"][0] + balances["ETH"][1]) == pytest.approx(
+        session["dust"].get("ETH/USDT", 0.0), abs=1e-9
+    )
     summary = json.loads((output / "summary.json").read_text())
-    assert float(usdt_free) == pytest.approx(20_000 + summary["pnl"], abs=0.01)
+    dust_value = session["dust"].get("ETH/USDT", 0.0) * session["last_prices"]["ETH/USDT"]
+    assert summary["pnl"] == pytest.approx(session["cash"] - 10_000 + dust_value, abs=0.01)
     assert SECRET not in (output / "events.jsonl").read_text() + (output / "status.json").read_text()
 
 
