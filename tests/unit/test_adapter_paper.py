@@ -254,7 +254,8 @@ async def test_a_stop_rests_reserving_its_amount_until_the_price_reaches_it() ->
     assert (await paper.fetch_order("BTC/USDT", client_order_id="stop-1")).status == "open"
     market.bid, market.ask = 94.5, 95.5  # through the stop, above the limit
     filled = await paper.fetch_order("BTC/USDT", client_order_id="stop-1")
-    assert (filled.status, filled.average) == ("closed", pytest.approx(94.5))
+    assert filled.status == "closed"
+    assert filled.average == pytest.approx(94.5)
     balances = await paper.fetch_balances()
     assert balances["USDT"].free == pytest.approx(94.5 * 0.999)
     assert balances["BTC"].total == pytest.approx(0.0)
@@ -289,7 +290,8 @@ async def test_a_stop_that_gaps_below_its_limit_rests_as_a_limit_sell() -> None:
     market.rows.append((market.now + minute, 93.0, 92.5, 94.5))  # climbs back through the limit
     market.now += 2 * minute
     filled = await restored.fetch_order("BTC/USDT", client_order_id="stop-1")
-    assert (filled.status, filled.average) == ("closed", pytest.approx(94.0))
+    assert filled.status == "closed"
+    assert filled.average == pytest.approx(94.0)
 
 
 async def test_stops_that_would_trigger_now_or_buy_are_refused() -> None:
