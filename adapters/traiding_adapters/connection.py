@@ -24,6 +24,7 @@ from traiding_adapters.errors import (
     ExchangeMaintenance,
     ExchangeUnavailable,
     RateLimited,
+    UnknownExchange,
     map_ccxt_error,
 )
 from traiding_adapters.exchange import Market
@@ -87,7 +88,7 @@ def make_ccxt_client(
     try:
         client_class = getattr(ccxt, exchange_id)
     except AttributeError:
-        raise ExchangeLayerError(
+        raise UnknownExchange(
             f"unknown exchange id {exchange_id!r}: use a ccxt exchange id such as 'binance', 'kraken', 'okx'"
         ) from None
     config: dict[str, Any] = {

@@ -76,6 +76,10 @@ class OrderNotFound(InvalidOrder):
     """The exchange does not know the order (Binance -2013)."""
 
 
+class UnknownExchange(ExchangeLayerError):
+    """The exchange id is not one ccxt knows: the run can never connect."""
+
+
 class UnknownSymbol(ExchangeLayerError):
     """The symbol is not listed on the exchange."""
 
