@@ -32,6 +32,7 @@ from traiding.pipeline.report_files import write_report_files
 from traiding.pipeline.wiring import SPEC_KEY, RunIdentity, approval_of, market_speed, open_context, poll_seconds
 from traiding.resource import TradingRun, TradingRunSpec, TradingRunStatus
 from traiding_adapters.connection import Credentials
+from traiding_adapters.errors import UnknownExchange
 from traiding_adapters.hub import ExchangeHub
 from traiding_simulator import run_simulator
 from traiding_simulator.config import ApiKeyConfig, DataSource, SimulatorConfig
@@ -146,16 +147,19 @@ async def _run(args: argparse.Namespace, run: TradingRun, output: Path, status: 
                     "Pending", "SimulatorStarted", f"exchange simulator on {base_url} at {market_speed(spec):g}x"
                 )
         stack.push_async_callback(hub.close)  # after the simulator's exit, so connections close before it stops
-        ctx = await open_context(
-            stack,
-            hub,
-            RunIdentity(run.metadata.name, run_uid),
-            spec,
-            credentials=credentials,
-            simulator_url=base_url,
-            events=events,
-            cache=_cache(args),
-        )
+        try:
+            ctx = await open_context(
+                stack,
+                hub,
+                RunIdentity(run.metadata.name, run_uid),
+                spec,
+                credentials=credentials,
+                simulator_url=base_url,
+                events=events,
+                cache=_cache(args),
+            )
+        except UnknownExchange as error:
+            raise UserError(f"spec.exchange.id: {error}") from None
         approval = None
         if args.approve_live:
             now = datetime.now(UTC)

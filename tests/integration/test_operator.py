@@ -27,7 +27,12 @@ pytestmark = [pytest.mark.k8s, pytest.mark.usefixtures("crd_installed")]
 
 GROUP, VERSION, PLURAL = "traiding.io", "v1alpha1", "tradingruns"
 KEY, SECRET = "operator-key-1", "operator-secret-value-9f3b"
-RUN_TIMEOUT = 240.0  # a 6h session at 3000x trades for ~7 s; the rest is data, backtest and API checks
+RUN_TIMEOUT = 240.0
+FINAL = (
+    "Succeeded",
+    "Failed",
+    "Cancelled",
+)  # a 6h session at 3000x trades for ~7 s; the rest is data, backtest and API checks
 
 
 class OperatorThread:
@@ -402,3 +407,33 @@ def test_the_cancel_annotation_cancels_a_trading_run(
     assert status["phases"]["Trading"]["state"] == "Cancelled"
     assert "Reporting" not in status["phases"]
     assert conditions(done)["Ready"]["status"] == "False"
+
+
+def test_an_exchange_id_ccxt_does_not_know_fails_the_run_naming_it(
+    operator: OperatorThread, simulator: ThreadedSimulator, k8s_api: Any, k8s_namespace: str
+) -> None:
+    create_run(k8s_api, k8s_namespace, manifest("eth-noexchange", simulator, **{"exchange.id": "nosuchexchange"}))
+    done = wait_for_run(k8s_api, k8s_namespace, "eth-noexchange", phase_is(*FINAL), "final phase", timeout=60)
+    status = done["status"]
+    assert (status["phase"], status["reason"]) == ("Failed", "UnknownExchange"), describe(done)
+    assert "unknown exchange id 'nosuchexchange'" in status["message"]
+
+
+def test_a_run_whose_step_keeps_failing_ends_failed_with_the_reason_after_bounded_retries(
+    operator_env: None, simulator: ThreadedSimulator, k8s_api: Any, k8s_namespace: str
+) -> None:
+    create_run(k8s_api, k8s_namespace, manifest("eth-broken", simulator))
+    body = get_run(k8s_api, k8s_namespace, "eth-broken")
+    # A status no step can work with (a backtest without the data check's window): every step raises.
+    body["status"] = {"phase": "Backtest", "phases": {"Backtest": {"state": "Running"}}}
+    objects(k8s_api).replace_namespaced_custom_object_status(GROUP, VERSION, k8s_namespace, PLURAL, "eth-broken", body)
+    running = OperatorThread(k8s_namespace).start()
+    try:
+        done = wait_for_run(k8s_api, k8s_namespace, "eth-broken", phase_is(*FINAL), "final phase", timeout=120)
+    finally:
+        running.stop()
+    status = done["status"]
+    assert (status["phase"], status["reason"]) == ("Failed", "OperatorError"), describe(done)
+    assert "failed 5 times in a row" in status["message"] and "no history window" in status["message"]
+    [warning] = wait_for_events(k8s_api, k8s_namespace, "eth-broken", "OperatorError", 1)
+    assert warning.type == "Warning"

@@ -52,3 +52,14 @@ def test_nothing_to_resume_is_a_clear_error(tmp_path: Path, capsys: pytest.Captu
     manifest = REPO / "examples" / "dry-run.yaml"
     assert main(["run", str(manifest), "-o", str(tmp_path / "empty"), "--resume"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_an_exchange_id_ccxt_does_not_know_is_a_clear_error_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = yaml.safe_load((REPO / "examples" / "dry-run.yaml").read_text())
+    document["spec"]["exchange"] = {"id": "nosuchexchange", "simulator": {"url": "http://127.0.0.1:9"}}
+    manifest = tmp_path / "run.yaml"
+    manifest.write_text(yaml.safe_dump(document))
+    assert main(["run", str(manifest), "-o", str(tmp_path / "out"), "-q"]) == 2
+    assert "spec.exchange.id: unknown exchange id 'nosuchexchange'" in capsys.readouterr().err
