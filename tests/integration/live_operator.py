@@ -179,33 +179,34 @@ class LiveRuns:
         return False
 
     def check_books(self, name: str, session: dict[str, Any]) -> int:
-        """The run's books hold exactly what the exchange executed for its account, order by order, to the cent;
-        nothing of the run rests on the exchange. Returns how many orders filled."""
-        orders = {o["clientOrderId"]: o for o in self.sim.orders(name)}
-        filled = {coid: o for coid, o in orders.items() if Decimal(o["executedQty"]) > 0}
-        booked = session["orders"]
-        assert set(booked) == set(filled), f"{name}: booked and executed orders differ"
-        for coid, order in filled.items():
-            quantity, cost = float(order["executedQty"]), float(order["cummulativeQuoteQty"])
-            record = booked[coid]
-            assert record["filled"] == pytest.approx(quantity, abs=1e-9), coid
-            assert record["cost"] == pytest.approx(cost, abs=0.01), coid
-            commission = sum(
-                float(amount) * (cost / quantity if asset != "USDT" else 1.0)
-                for asset, amount in order["commission"].items()
-            )
-            assert record["fee_quote"] == pytest.approx(commission, abs=0.01), coid
-        resting = [coid for coid, o in orders.items() if o["status"] in ("NEW", "PARTIALLY_FILLED")]
-        assert resting == [], f"{name}: orders still open on the exchange: {resting}"
-        balances = self.sim.balances(name)
-        for symbol, dust in session.get("dust", {}).items():
-            base = symbol.split("/")[0]
-            assert float(sum(balances[base])) == pytest.approx(dust, abs=1e-9), f"{name}: {base} left over"
-        for symbol in session["positions"]:
-            base = symbol.split("/")[0]
-            left = float(sum(balances.get(base, (Decimal(0), Decimal(0)))))
-            assert left == pytest.approx(session.get("dust", {}).get(symbol, 0.0), abs=1e-9), f"{name}: {base}"
-        return len(filled)
+        return check_books(self.sim, name, session)
+
+
+def check_books(sim: ThreadedSimulator, account: str, session: dict[str, Any]) -> int:
+    """The run's books hold exactly what the exchange executed for its account, order by order, to the cent;
+    nothing of the run rests on the exchange. Returns how many orders filled."""
+    orders = {o["clientOrderId"]: o for o in sim.orders(account)}
+    filled = {coid: o for coid, o in orders.items() if Decimal(o["executedQty"]) > 0}
+    booked = session["orders"]
+    assert set(booked) == set(filled), f"{account}: booked and executed orders differ"
+    for coid, order in filled.items():
+        quantity, cost = float(order["executedQty"]), float(order["cummulativeQuoteQty"])
+        record = booked[coid]
+        assert record["filled"] == pytest.approx(quantity, abs=1e-9), coid
+        assert record["cost"] == pytest.approx(cost, abs=0.01), coid
+        commission = sum(
+            float(amount) * (cost / quantity if asset != "USDT" else 1.0)
+            for asset, amount in order["commission"].items()
+        )
+        assert record["fee_quote"] == pytest.approx(commission, abs=0.01), coid
+    resting = [coid for coid, o in orders.items() if o["status"] in ("NEW", "PARTIALLY_FILLED")]
+    assert resting == [], f"{account}: orders still open on the exchange: {resting}"
+    balances = sim.balances(account)
+    for symbol in session["positions"]:
+        base = symbol.split("/")[0]
+        left = float(sum(balances.get(base, (Decimal(0), Decimal(0)))))
+        assert left == pytest.approx(session.get("dust", {}).get(symbol, 0.0), abs=1e-9), f"{account}: {base}"
+    return len(filled)
 
 
 def each_order_sent_once(sim: ThreadedSimulator) -> dict[str, int]:

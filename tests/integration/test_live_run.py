@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
+import subprocess
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -11,7 +13,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from tests.integration.live_operator import TRAIDING, check_books
 from tests.integration.test_traiding_run import read_events, run_cli, write_manifest
+from traiding.pipeline.crash_points import CRASH_AT_ENV
 from traiding_simulator import ApiKeyConfig, DataSource, SimulatorConfig, ThreadedSimulator
 
 KEY, SECRET = "live-key-1", "live-secret-1"
@@ -143,3 +147,39 @@ def test_a_skewed_clock_fails_the_api_check_with_what_to_do(tmp_path: Path, simu
     status = json.loads((output / "status.json").read_text())
     assert status["reason"] == "ClockSkew"
     assert "behind binance (allowed: 1000 ms)" in status["message"] and "NTP" in status["message"]
+
+
+def test_killed_between_an_order_and_its_status_write_traiding_run_resumes_and_books_it_once(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    config = SimulatorConfig(
+        data=[DataSource(path=shared_data / "ETH_USDT-5m.json")],
+        speed=3000,
+        log_requests=False,
+        keys=[ApiKeyConfig(key=KEY, secret=SecretStr(SECRET))],
+        initial_balances={"USDT": Decimal(20_000), "BNB": Decimal(0)},
+        duplicate_client_order_id="open",  # as Binance: a second send of a filled order's id would execute
+    )
+    sim = ThreadedSimulator(config).start()
+    try:
+        manifest = write_manifest(tmp_path, sim, **LIVE, **{"session.duration": "1d"})
+        output = tmp_path / "out"
+        command = [TRAIDING, "run", str(manifest), "-o", str(output), "--cache", str(tmp_path / "cache"), "-q"]
+        env = {**os.environ, "TRAIDING_API_KEY": KEY, "TRAIDING_API_SECRET": SECRET}
+        crashing = {**env, CRASH_AT_ENV: "after-send:1"}  # dies right after its first order's send returns
+        first = subprocess.run([*command, "--approve-live"], env=crashing, capture_output=True, check=False)
+        assert first.returncode == -9, first.stderr.decode()[-2000:]
+        status = json.loads((output / "status.json").read_text())
+        [sent] = status["checkpoint"]["session"]["intents"]  # written before the send, never resolved
+        assert sim.stats()["orders_by_client_order_id"] == {sent: 1}
+        again = subprocess.run([*command, "--resume", "--approve-live"], env=env, capture_output=True, check=False)
+        assert again.returncode == 0, again.stderr.decode()[-2000:]
+        status = json.loads((output / "status.json").read_text())
+        session = status["checkpoint"]["session"]
+        assert status["phase"] == "Succeeded"
+        assert sent in session["orders"] and session["intents"] == {}
+        assert set(sim.stats()["orders_by_client_order_id"].values()) == {1}
+        assert check_books(sim, "main", session) >= 2
+        assert "OrderRecovered" in [e["type"] for e in read_events(output)]
+    finally:
+        sim.stop()
