@@ -273,6 +273,10 @@ class PaperBroker:
                     return self._fill_stop(order, price, at)
             if high >= order.price:  # triggered earlier below its limit: a resting limit sell at the limit
                 return self._fill_stop(order, order.price, at)
+        if coid not in self._triggered:
+            # Checked up to now: the next look starts at the candle still forming instead of replaying the
+            # whole life of the position.
+            self._stop_since[coid] = max(since, now - tf)
         return order
 
     def _fill_stop(self, order: Order, price: float, at: int) -> Order:

@@ -32,7 +32,8 @@ from traiding.pipeline.context import RunContext
 from traiding.pipeline.order_lifecycle import SEND_START_LIMIT_MS, SEND_TIMEOUT_S, OrderLifecycle
 from traiding.pipeline.session import TradingSession
 from traiding_adapters.client_ids import client_order_id
-from traiding_adapters.exchange import Balance, Fee, Market, Order, OrderRequest
+from traiding_adapters.errors import UnknownSymbol
+from traiding_adapters.exchange import Balance, Fee, Market, Order, OrderRequest, Ticker
 from traiding_adapters.paper import PaperBroker, PaperSettings
 
 BTC = "BTC/USDT"
@@ -352,3 +353,48 @@ async def test_a_partly_filled_exit_moves_the_stop_to_what_is_left(tmp_path: Pat
     assert moved.stop_order not in (None, first_stop)
     assert moved.stop_amount == pytest.approx(moved.amount)
     assert (await broker.fetch_order(SYMBOL, client_order_id=first_stop)).status == "canceled"
+
+
+class ListedOnly(ScriptedMarket):
+    """Tickers only for the symbols it lists, as an exchange answers for others."""
+
+    async def fetch_ticker(self, symbol: str) -> Ticker:
+        if symbol not in self.close:
+            raise UnknownSymbol(f"{symbol} is not listed on scripted")
+        return await super().fetch_ticker(symbol)
+
+
+async def test_a_fee_asset_listed_the_other_way_round_is_valued_through_the_inverse_market(tmp_path: Path) -> None:
+    market = ListedOnly({SYMBOL: FLAT + RISE, "USDT/BNB": [1 / 300.0] * 16})
+    ctx, _, _ = make_context(market, tmp_path)
+    ctx.orders = BnbFees(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0, slippage_bps=0))
+    checkpoint: dict[str, Any] = {"cash": 10_000.0}
+    books = OrderLifecycle(ctx, checkpoint, await market.load_markets(), flush=_nothing)
+    await books.buy(SYMBOL, 1.0, T0)
+    assert checkpoint["fees"] == pytest.approx(3.0, rel=1e-3)
+
+
+async def test_a_fee_no_market_can_value_is_reported_not_guessed(tmp_path: Path) -> None:
+    market = ListedOnly(FLAT + RISE)
+    ctx, sink, _ = make_context(market, tmp_path)
+    ctx.orders = BnbFees(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0, slippage_bps=0))
+    checkpoint: dict[str, Any] = {"cash": 10_000.0}
+    books = OrderLifecycle(ctx, checkpoint, await market.load_markets(), flush=_nothing)
+    order = await books.buy(SYMBOL, 1.0, T0)
+    assert order is not None and books.position(SYMBOL).amount == pytest.approx(1.0)  # booked all the same
+    [warning] = [e for e in sink.events if e.type == "FeeNotValued"]
+    assert "cannot be valued in USDT" in warning.message and warning.level == "warning"
+
+
+async def test_no_stop_is_placed_once_the_market_is_past_it(tmp_path: Path) -> None:
+    market = ScriptedMarket(FLAT + RISE + [108.0] * 30)
+    ctx, _, broker = make_context(market, tmp_path, stopLossPct=5)
+    checkpoint: dict[str, Any] = {"cash": 10_000.0, "last_prices": {SYMBOL: 100.0}}
+    books = OrderLifecycle(ctx, checkpoint, await market.load_markets(), flush=_nothing)
+    await books.buy(SYMBOL, 1.0, T0)
+    assert books.position(SYMBOL).stop_order is not None
+    await books.cancel_stop(SYMBOL)
+    checkpoint["last_prices"][SYMBOL] = 90.0  # fell through the stop between two looks
+    await books.ensure_stop(SYMBOL)
+    assert books.position(SYMBOL).stop_order is None  # the candle check sells instead; no refused order
+    assert [o.type for o in broker._orders.values()] == ["market", "stop_loss_limit"]

@@ -35,6 +35,7 @@ from traiding_adapters.errors import (
     ExchangeLayerError,
     OrderNotFound,
     OrderOutcomeUnknown,
+    UnknownSymbol,
 )
 from traiding_adapters.exchange import Market, Order, OrderRequest, OrderSide, OrderType
 
@@ -360,6 +361,9 @@ class OrderLifecycle:
         amount = market.round_amount(position.amount)
         if position.stop_order and abs(position.stop_amount - amount) <= AMOUNT_TOLERANCE:
             return
+        last = float(self.cp.get("last_prices", {}).get(symbol, position.entry_price))
+        if last <= stop_level:
+            return  # the market is past the stop: the session's candle check exits instead
         if not await self.ctx.orders.supports_protective_stops(symbol):
             return  # the session checks the stop on every closed candle instead
         if position.stop_order:  # the position changed: move the stop
@@ -422,7 +426,7 @@ class OrderLifecycle:
 
     # --- booking --------------------------------------------------------------------------------------------
     async def _fees_in_quote(self, order: Order, market: Market, price: float) -> tuple[float, float, float]:
-        """(paid in the base, paid in the quote, the quote value of all of it)."""
+        """(paid in the base, paid in the quote or worth in it, the quote value of all of it)."""
         in_base = order.fee_in(market.base)
         in_quote = order.fee_in(market.quote)
         other = 0.0
@@ -433,12 +437,23 @@ class OrderLifecycle:
         return in_base, in_quote + other, in_quote + other + in_base * price
 
     async def _price_in(self, currency: str, quote: str) -> float:
-        """What one unit of `currency` (a fee asset such as BNB) is worth in `quote`."""
-        ticker = await self.ctx.exchange.fetch_ticker(f"{currency}/{quote}")
-        price = ticker.mid or ticker.last
-        if not price:
-            raise OrderMismatch(f"no {currency}/{quote} price to value a fee paid in {currency}")
-        return float(price)
+        """What one unit of `currency` (a fee asset such as BNB) is worth in `quote`, from either market."""
+        for symbol, invert in ((f"{currency}/{quote}", False), (f"{quote}/{currency}", True)):
+            try:
+                ticker = await self.ctx.exchange.fetch_ticker(symbol)
+            except UnknownSymbol:
+                continue
+            price = ticker.mid or ticker.last
+            if price:
+                return 1.0 / float(price) if invert else float(price)
+        self.ctx.events.emit(
+            "Trading",
+            "FeeNotValued",
+            f"a fee paid in {currency} cannot be valued in {quote} (no {currency}/{quote} market): "
+            "it is not in the run's books",
+            level="warning",
+        )
+        return 0.0
 
     async def _book(self, order: Order, reason: str, candle_time: int) -> None:
         """Book a fill into the run's own cash and position, once per client order id."""
