@@ -23,7 +23,7 @@ from pydantic import SecretStr
 
 from tests.cluster_plugin import KubeCluster
 from tests.integration.example_runs import example_run
-from tests.integration.test_operator import create_run, describe, get_run
+from tests.integration.test_operator import GROUP, PLURAL, VERSION, create_run, describe, get_run
 from traiding.pipeline.crash_points import CRASH_AT_ENV
 from traiding_operator.lease import lease_name
 from traiding_simulator import ApiKeyConfig, ThreadedSimulator
@@ -168,6 +168,17 @@ class LiveRuns:
                 return obj
             time.sleep(0.25)
         pytest.fail(f"{name}: no {what} within {timeout:.0f} s; last seen {describe(obj)}", pytrace=False)
+
+    def delete(self, name: str) -> None:
+        client.CustomObjectsApi(self.k8s_api).delete_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name
+        )
+
+    def wait_gone(self, name: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.gone(name) and time.monotonic() < deadline:
+            time.sleep(0.25)
+        return self.gone(name)
 
     def gone(self, name: str) -> bool:
         try:

@@ -103,8 +103,20 @@ def wait_holding(runs: LiveRuns, name: str) -> dict[str, Any]:
     return runs.wait(name, holding_with_stop, "open position with its stop on the exchange", timeout=180)
 
 
+def trading_eth_with_a_position(runs: LiveRuns, name: str) -> dict[str, Any]:
+    runs.create(name, symbols=["ETH/USDT"], **fast(**{"session.duration": "7d"}))
+    return wait_holding(runs, name)
+
+
 def resting_orders(sim: ThreadedSimulator, account: str) -> list[str]:
     return [o["clientOrderId"] for o in sim.orders(account) if o["status"] in ("NEW", "PARTIALLY_FILLED")]
+
+
+def assert_flat(sim: ThreadedSimulator, account: str) -> None:
+    """No order of the run rests on the exchange and at most the dust below one lot step of ETH is left."""
+    assert resting_orders(sim, account) == []
+    assert float(sum(sim.balances(account)["ETH"])) < 0.001
+    assert each_order_sent_once(sim) == {}
 
 
 @pytest.mark.usefixtures("operator_env")
@@ -113,20 +125,13 @@ def test_deleting_a_trading_run_closes_its_positions_and_orders_before_it_goes(
 ) -> None:
     operator = OperatorThread(k8s_namespace).start()
     try:
-        runs.create("deleted", symbols=["ETH/USDT"], **fast(**{"session.duration": "7d"}))
-        holding = wait_holding(runs, "deleted")
+        holding = trading_eth_with_a_position(runs, "deleted")
         assert resting_orders(eth_sim, "deleted") != []  # the protective stop
-        objects(k8s_api).delete_namespaced_custom_object(GROUP, VERSION, k8s_namespace, PLURAL, "deleted")
-        deadline = time.monotonic() + 60
-        while not runs.gone("deleted") and time.monotonic() < deadline:
-            time.sleep(0.25)
-        assert runs.gone("deleted"), "the finalizer goes once the run is flat"
+        runs.delete("deleted")
+        assert runs.wait_gone("deleted", timeout=60), "the finalizer goes once the run is flat"
     finally:
         operator.stop()
-    assert resting_orders(eth_sim, "deleted") == []
-    eth_total = sum(eth_sim.balances("deleted")["ETH"])
-    assert float(eth_total) < 0.001  # at most the dust below one lot step
-    assert each_order_sent_once(eth_sim) == {}
+    assert_flat(eth_sim, "deleted")
     messages = [e.message or "" for e in run_events(k8s_api, k8s_namespace, "deleted") if e.reason == "PhaseChanged"]
     assert any("Trading -> Liquidating: deleted during Trading" in m for m in messages), messages
     assert any(m.startswith("Liquidating -> Cancelled") for m in messages), messages
@@ -139,10 +144,9 @@ def test_a_run_that_cannot_exit_stays_liquidating_with_a_warning_until_it_can(
 ) -> None:
     operator = OperatorThread(k8s_namespace).start()
     try:
-        runs.create("stuck", symbols=["ETH/USDT"], **fast(**{"session.duration": "7d"}))
-        wait_holding(runs, "stuck")
+        trading_eth_with_a_position(runs, "stuck")
         eth_sim.set_faults(error_rate=1.0, paths=["/api/v3/order"], seed=1)  # no order can be placed or cancelled
-        objects(k8s_api).delete_namespaced_custom_object(GROUP, VERSION, k8s_namespace, PLURAL, "stuck")
+        runs.delete("stuck")
 
         def refused_twice(obj: dict[str, Any]) -> bool:
             return phase_of(obj) == "Liquidating" and obj["status"]["phases"]["Liquidating"]["attempts"] >= 2
@@ -155,15 +159,10 @@ def test_a_run_that_cannot_exit_stays_liquidating_with_a_warning_until_it_can(
         warnings = [e for e in run_events(k8s_api, k8s_namespace, "stuck") if e.reason == "ExitRefused"]
         assert warnings and all(e.type == "Warning" for e in warnings)
         eth_sim.set_faults(error_rate=0.0, paths=None)
-        deadline = time.monotonic() + 120
-        while not runs.gone("stuck") and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert runs.gone("stuck"), "once the exchange takes orders again the run exits and goes"
+        assert runs.wait_gone("stuck", timeout=120), "once the exchange takes orders again the run exits and goes"
     finally:
         operator.stop()
-    assert resting_orders(eth_sim, "stuck") == []
-    assert float(sum(eth_sim.balances("stuck")["ETH"])) < 0.001
-    assert each_order_sent_once(eth_sim) == {}
+    assert_flat(eth_sim, "stuck")
 
 
 @pytest.mark.usefixtures("operator_env")
@@ -172,25 +171,20 @@ def test_a_run_deleted_while_no_operator_runs_is_liquidated_when_one_comes_back(
 ) -> None:
     first = OperatorThread(k8s_namespace).start()
     try:
-        runs.create("orphan", symbols=["ETH/USDT"], **fast(**{"session.duration": "7d"}))
-        wait_holding(runs, "orphan")
+        trading_eth_with_a_position(runs, "orphan")
     finally:
         first.stop()
-    objects(k8s_api).delete_namespaced_custom_object(GROUP, VERSION, k8s_namespace, PLURAL, "orphan")
+    runs.delete("orphan")
     time.sleep(2)
     waiting = runs.get("orphan")
     assert waiting["metadata"].get("deletionTimestamp"), "deleted, but held by the finalizer"
     assert resting_orders(eth_sim, "orphan") != []
     second = OperatorThread(k8s_namespace).start()
     try:
-        deadline = time.monotonic() + 60
-        while not runs.gone("orphan") and time.monotonic() < deadline:
-            time.sleep(0.25)
-        assert runs.gone("orphan")
+        assert runs.wait_gone("orphan", timeout=60)
     finally:
         second.stop()
-    assert resting_orders(eth_sim, "orphan") == []
-    assert float(sum(eth_sim.balances("orphan")["ETH"])) < 0.001
+    assert_flat(eth_sim, "orphan")
 
 
 # --- two hours without an operator ------------------------------------------------------------------------------
