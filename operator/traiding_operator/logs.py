@@ -5,11 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
-
-# kopf's object loggers add these to every record: its settings object (not JSON) and a skip marker.
-KOPF_INTERNAL_ATTRS = ("settings", "k8s_skip")
 
 
 def configure_json_logging(level: int = logging.INFO) -> None:
@@ -19,7 +15,6 @@ def configure_json_logging(level: int = logging.INFO) -> None:
             "%(asctime)s %(levelname)s %(name)s %(message)s",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
             datefmt="%Y-%m-%dT%H:%M:%S%z",
-            reserved_attrs=[*RESERVED_ATTRS, *KOPF_INTERNAL_ATTRS],
         )
     )
     root = logging.getLogger()
