@@ -491,3 +491,19 @@ async def test_a_step_that_hangs_is_cancelled_at_the_phase_deadline(tmp_path: Pa
     assert decision.message == "Trading did not finish within its deadline of 3:00:00"
     ready = {c.type: c for c in status.conditions}["Ready"]
     assert (ready.status, ready.reason, ready.message) == ("False", "PhaseTimeout", decision.message)
+
+
+async def test_a_replay_faster_than_the_polling_still_acts_on_the_candles_of_its_last_polls(tmp_path: Path) -> None:
+    market = ScriptedMarket(FLAT + RISE + FALL + [96.0] * 30)
+    ctx, sink, _ = make_context(market, tmp_path)
+    # At 3000x a 5m candle lasts 0.1 s: a step every 0.2 s sees two or three new ones, none of them "missed".
+    ctx.spec = TradingRunSpec.model_validate(
+        {**ctx.spec.model_dump(), "exchange": {"simulator": {"url": "http://sim", "speed": 3000}}}
+    )
+    checkpoint: dict[str, Any] = {}
+    await TradingSession(ctx, checkpoint).step()
+    for _ in range(3):
+        market.advance(3)
+        await TradingSession(ctx, checkpoint).step()
+    assert [f["side"] for f in fills(sink)] == ["buy", "sell"]
+    assert "SignalsSkipped" not in event_types(sink)

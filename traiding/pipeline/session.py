@@ -9,8 +9,11 @@ books the protective stops that filled, then acts on the candles.
 Semantics match the backtester's: a signal on a candle's close acts at the next price (the market order goes
 out as soon as the candle has closed); the stop loss rests on the exchange where it can, and is checked
 against each closed candle's low too. After downtime only the newest closed candle is acted on: signals of
-the candles that closed meanwhile are logged as skipped, never sent at today's price. Session time is market
-time (candle open times), so a replayed market at 300x runs a 12h session in 144 s and a real one in 12 h.
+the candles that closed meanwhile are logged as skipped, never sent at today's price. "Meanwhile" is measured
+against the driver's polling cadence: on a real exchange a step sees one new candle, so only the newest one
+counts; a replay so fast that a few candles close between two polls (3000x: ten 5m candles a second) has its
+signals of the last few polling intervals acted on. Session time is market time (candle open times), so a
+replayed market at 300x runs a 12h session in 144 s and a real one in 12 h.
 """
 
 from __future__ import annotations
@@ -29,12 +32,14 @@ from traiding.domain.timeframes import duration_ms
 from traiding.pipeline.context import Flush, PhaseResult, RunContext, outcome_of_error
 from traiding.pipeline.history import market_now_ms
 from traiding.pipeline.order_lifecycle import OrderLifecycle, OrderMismatch, append_capped, wall_clock_ms
+from traiding.pipeline.wiring import market_speed, poll_seconds
 from traiding_adapters.errors import CircuitOpen, ExchangeLayerError, OrderOutcomeUnknown
 from traiding_adapters.exchange import Market
 from traiding_adapters.paper import PaperBroker
 
 MAX_POINTS = 600  # equity/price points kept in the checkpoint for the report
 DEGRADED_STEPS = 3  # after a failed step, this many steps open no new positions
+FRESH_POLLS = 4  # candles that closed within this many polling intervals of the newest one are still acted on
 
 
 async def _no_flush() -> None:
@@ -86,6 +91,9 @@ class TradingSession:
         self.strategy = strategy_of(ctx)
         self.tf = ctx.timeframe_ms
         self.window = max(self.strategy.warmup * 2, self.strategy.warmup + 3, 10)
+        # A candle this much older than the newest closed one closed while no driver looked: its signal is stale.
+        cadence_ms = poll_seconds(ctx.spec) * market_speed(ctx.spec) * 1000
+        self.fresh_ms = max(self.tf, int(FRESH_POLLS * cadence_ms))
         self._flush_status = flush
         self.markets: dict[str, Market] = {}
         self._books: OrderLifecycle | None = None
@@ -254,19 +262,20 @@ class TradingSession:
                 continue
             skipped: list[str] = []
             lowest = math.inf
+            newest = int(candles.time[-1])
             for index in range(new_from, len(candles)):
                 lowest = min(lowest, float(candles.low[index]))
-                newest = index == len(candles) - 1
-                await self._on_candle(symbol, candles, index, act=newest, skipped=skipped, lowest=lowest)
+                fresh = newest - int(candles.time[index]) < self.fresh_ms
+                await self._on_candle(symbol, candles, index, act=fresh, skipped=skipped, lowest=lowest)
                 if self._risk().killed:
                     return True
             if skipped:
                 self.ctx.events.emit(
                     "Trading",
                     "SignalsSkipped",
-                    f"{symbol}: {len(skipped)} signal(s) of candles that closed before the newest one were not acted "
-                    f"on ({', '.join(skipped[:5])}{', ...' if len(skipped) > 5 else ''}); only the newest closed "
-                    "candle is traded",
+                    f"{symbol}: {len(skipped)} signal(s) of candles that closed while no driver looked were not "
+                    f"acted on ({', '.join(skipped[:5])}{', ...' if len(skipped) > 5 else ''}); only the newest "
+                    "closed candles are traded",
                     level="warning",
                     metrics={"symbol": symbol, "skipped": len(skipped)},
                 )
@@ -276,7 +285,7 @@ class TradingSession:
     async def _on_candle(
         self, symbol: str, candles: Candles, index: int, *, act: bool, skipped: list[str], lowest: float
     ) -> None:
-        """One closed candle: prices, equity and risk always; orders only for the newest (`act`)."""
+        """One closed candle: prices, equity and risk always; orders only for a fresh one (`act`)."""
         time = int(candles.time[index])
         close = float(candles.close[index])
         self.cp["last_closed"][symbol] = time
