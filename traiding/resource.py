@@ -205,6 +205,14 @@ class RiskSpec(SpecModel):
     stopLossPct: float | None = Field(
         default=None, gt=0, lt=100, description="Stop loss below the entry price, in percent; empty: none."
     )
+    stopOnExchange: bool = Field(
+        default=True,
+        description=(
+            "With a stop loss: rest it on the exchange as a stop-limit sell (Binance STOP_LOSS_LIMIT) so it holds "
+            "while the operator is down; the paper account of a dry run simulates it. Where the exchange has no "
+            "such order the session checks the stop on every closed candle."
+        ),
+    )
     dailyLossLimitPct: float = Field(
         default=5.0,
         gt=0,
@@ -279,10 +287,40 @@ class GatesSpec(SpecModel):
     apiCheck: ApiCheckGate = Field(default_factory=ApiCheckGate, description="Exchange and API key gate.")
 
 
+class OnDelete(StrEnum):
+    FLATTEN = "Flatten"
+    LEAVE_POSITIONS = "LeavePositions"
+
+
 class SessionSpec(SpecModel):
     duration: str = Field(
         default="12h", pattern=DURATION_PATTERN, description="How long the trading session runs, e.g. 12h, 30m."
     )
+    onDelete: OnDelete = Field(
+        default=OnDelete.FLATTEN,
+        description=(
+            "What deleting a trading run does with its positions: Flatten (default) cancels its orders and sells "
+            "its positions before the object goes; LeavePositions leaves them, and their protective stops, on "
+            "the exchange and says so in an Event."
+        ),
+    )
+
+
+class TimeoutsSpec(SpecModel):
+    """Deadlines per phase (as Argo's activeDeadlineSeconds): work still running at its deadline is cancelled."""
+
+    dataCheck: str = Field(default="15m", pattern=DURATION_PATTERN, description="Deadline of DataCheck.")
+    backtest: str = Field(default="15m", pattern=DURATION_PATTERN, description="Deadline of Backtest.")
+    apiCheck: str = Field(default="10m", pattern=DURATION_PATTERN, description="Deadline of ApiCheck.")
+    trading: str | None = Field(
+        default=None,
+        pattern=DURATION_PATTERN,
+        description=(
+            "Deadline of Trading; empty: the session's duration x 1.1 plus 15m (room for outages). A session "
+            "past it is liquidated and the run fails."
+        ),
+    )
+    reporting: str = Field(default="10m", pattern=DURATION_PATTERN, description="Deadline of Reporting.")
 
 
 class ApprovalSpec(SpecModel):
@@ -315,6 +353,7 @@ class TradingRunSpec(SpecModel):
     costs: CostsSpec = Field(default_factory=CostsSpec, description="Fees and slippage for backtest and dry run.")
     gates: GatesSpec = Field(default_factory=GatesSpec, description="Thresholds each phase must pass.")
     session: SessionSpec = Field(default_factory=SessionSpec, description="Trading session settings.")
+    timeouts: TimeoutsSpec = Field(default_factory=TimeoutsSpec, description="Deadlines per phase.")
     approval: ApprovalSpec = Field(default_factory=ApprovalSpec, description="Approval settings of live runs.")
 
     @model_validator(mode="after")

@@ -41,6 +41,7 @@ from traiding.telemetry.runs import facts_of
 from traiding.telemetry.server import port_from, serve_metrics
 from traiding.telemetry.sink import RunMetricsSink
 from traiding_adapters.connection import Credentials
+from traiding_adapters.errors import UnknownExchange
 from traiding_adapters.hub import ExchangeHub
 from traiding_simulator import Simulator, run_simulator
 from traiding_simulator.config import ApiKeyConfig, DataSource, SimulatorConfig
@@ -261,17 +262,19 @@ async def _run(
                     f"{market_speed(spec):g}x (held there until the trading session begins)",
                 )
         stack.push_async_callback(hub.close)  # after the simulator's exit, so connections close before it stops
-        ctx = await open_context(
-            stack,
-            hub,
-            RunIdentity(run.metadata.name, run_uid),
-            spec,
-            credentials=credentials,
-            simulator_url=base_url,
-            events=events,
-            cache=_cache(args),
-            checkpoint=status.checkpoint,
-        )
+        try:
+            ctx = await open_context(
+                stack,
+                hub,
+                RunIdentity(run.metadata.name, run_uid),
+                spec,
+                credentials=credentials,
+                simulator_url=base_url,
+                events=events,
+                cache=_cache(args),
+            )
+        except UnknownExchange as error:
+            raise UserError(f"spec.exchange.id: {error}") from None
         approval = None
         if args.approve_live:
             now = datetime.now(UTC)

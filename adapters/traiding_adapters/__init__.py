@@ -30,6 +30,7 @@ from traiding_adapters.errors import (
     OrderOutcomeUnknown,
     PermissionDenied,
     RateLimited,
+    UnknownExchange,
     UnknownSymbol,
 )
 from traiding_adapters.exchange import (
@@ -91,6 +92,7 @@ __all__ = [
     "RateLimited",
     "RetryPolicy",
     "Ticker",
+    "UnknownExchange",
     "UnknownSymbol",
     "WeightBudget",
     "check_skew",

@@ -35,12 +35,16 @@ from traiding_adapters.exchange import (
     OrderBook,
     OrderRequest,
     OrderStatus,
+    OrderType,
     Ticker,
 )
 from traiding_adapters.observer import observe_order
 from traiding_adapters.ohlcv import fetch_all_pages
 from traiding_adapters.orders import place_order
 from traiding_adapters.weights import BINANCE_IDS
+
+DEFAULT_RECV_WINDOW_MS = 10_000  # ccxt's binance default; Binance's own default is 5 000
+CLOCK_SLACK_MS = 2_000  # the clock offset is measured to within half a round trip
 
 _STATUSES: dict[str, OrderStatus] = {
     "open": "open",
@@ -225,6 +229,21 @@ class CcxtExchange:
 
     # -- orders ------------------------------------------------------------------------------------------
 
+    @property
+    def late_order_window_ms(self) -> int:
+        """A request on its way is accepted until its signed timestamp is `recvWindow` old (plus clock slack)."""
+        recv_window = int(self._conn.client.options.get("recvWindow") or DEFAULT_RECV_WINDOW_MS)
+        return recv_window + CLOCK_SLACK_MS
+
+    async def supports_protective_stops(self, symbol: str) -> bool:
+        """Whether a stop-limit sell can rest on the exchange for `symbol` (Binance: STOP_LOSS_LIMIT listed)."""
+        market = await self.market(symbol)
+        client = self._conn.client
+        if self.exchange_id in BINANCE_IDS:
+            order_types = (client.markets.get(market.symbol, {}).get("info") or {}).get("orderTypes") or []
+            return "STOP_LOSS_LIMIT" in order_types
+        return bool(client.has.get("createStopLossOrder"))
+
     async def create_order(self, request: OrderRequest) -> Order:
         """Place the order exactly once (see `orders.place_order`): never retried blindly."""
         if not is_valid_client_order_id(request.client_order_id):
@@ -232,8 +251,10 @@ class CcxtExchange:
                 f"client order id {request.client_order_id!r} must match ^[a-zA-Z0-9-_]{{1,36}}$ "
                 "(use traiding_adapters.client_order_id)"
             )
-        if request.type == "limit" and request.price is None:
-            raise InvalidOrder("a limit order needs a price")
+        if request.type in ("limit", "stop_loss_limit") and request.price is None:
+            raise InvalidOrder(f"a {request.type} order needs a price")
+        if request.type == "stop_loss_limit" and request.stop_price is None:
+            raise InvalidOrder("a stop_loss_limit order needs a stop price")
         await self.market(request.symbol)
         settings = self._conn.settings
         submitted = time.perf_counter()
@@ -251,20 +272,19 @@ class CcxtExchange:
         """One attempt to create the order (no retries; a -1021 re-syncs the clock and sends once more,
         which is safe: the exchange rejected the first one before looking at it)."""
         client = self._conn.client
-        price = request.price if request.type == "limit" else None
+        params: dict[str, Any] = {"clientOrderId": request.client_order_id}
+        order_type = request.type
+        if request.type == "stop_loss_limit":
+            # ccxt's unified stop-loss: a limit order with `stopLossPrice` (Binance spot: STOP_LOSS_LIMIT, GTC)
+            order_type = "limit"
+            params["stopLossPrice"] = request.stop_price
+        price = request.price if request.type != "market" else None
         raw = await self._conn.call(
-            lambda: client.create_order(
-                request.symbol,
-                request.type,
-                request.side,
-                request.amount,
-                price,
-                {"clientOrderId": request.client_order_id},
-            ),
+            lambda: client.create_order(request.symbol, order_type, request.side, request.amount, price, params),
             retry=False,
             signed=True,
         )
-        return order_from_ccxt(raw, request.client_order_id)
+        return await self._with_fees(order_from_ccxt(raw, request.client_order_id))
 
     async def lookup_order(self, symbol: str, client_order_id: str) -> Order:
         """One attempt to read the order by client order id (OrderNotFound if the exchange lacks it)."""
@@ -274,7 +294,7 @@ class CcxtExchange:
             retry=False,
             signed=True,
         )
-        return order_from_ccxt(raw, client_order_id)
+        return await self._with_fees(order_from_ccxt(raw, client_order_id))
 
     async def fetch_order(self, symbol: str, *, client_order_id: str) -> Order:
         client = self._conn.client
@@ -282,7 +302,25 @@ class CcxtExchange:
             lambda: client.fetch_order(None, symbol, _client_id_params(self.exchange_id, client_order_id)),
             signed=True,
         )
-        return order_from_ccxt(raw, client_order_id)
+        return await self._with_fees(order_from_ccxt(raw, client_order_id))
+
+    async def _with_fees(self, order: Order) -> Order:
+        """An order read back by its id carries no fills, so no fees (Binance's query endpoint): they come
+        from the account's trades of that order, so the run's books never miss a commission."""
+        if order.filled <= 0 or order.fees:
+            return order
+        client = self._conn.client
+        if not client.has.get("fetchOrderTrades"):
+            return order
+        trades = await self._conn.call(lambda: client.fetch_order_trades(order.id, order.symbol), signed=True)
+        totals: dict[str, float] = {}
+        for trade in trades:
+            for fee in trade.get("fees") or ([trade["fee"]] if trade.get("fee") else []):
+                if fee.get("cost") is not None:
+                    currency = str(fee.get("currency") or "")
+                    totals[currency] = totals.get(currency, 0.0) + float(fee["cost"])
+        fees = tuple(Fee(currency=currency, cost=cost) for currency, cost in totals.items())
+        return order.model_copy(update={"fees": fees})
 
     async def cancel_order(self, symbol: str, *, client_order_id: str) -> Order:
         """Cancel by client order id. Retried on transient errors: cancelling twice is harmless."""
@@ -387,33 +425,43 @@ def market_from_ccxt(client: Any, raw: dict[str, Any]) -> Market:
     )
 
 
+_TYPES: dict[str, OrderType] = {"limit": "limit", "market": "market", "stop_loss_limit": "stop_loss_limit"}
+
+
 def order_from_ccxt(raw: dict[str, Any], client_order_id: str | None) -> Order:
     amount = _float_or_none(raw.get("amount")) or 0.0
     filled = _float_or_none(raw.get("filled")) or 0.0
     remaining = _float_or_none(raw.get("remaining"))
     average = _float_or_none(raw.get("average"))
     cost = _float_or_none(raw.get("cost"))
-    fee_raw = raw.get("fee") or {}
-    fee = None
-    if fee_raw.get("cost") is not None:
-        fee = Fee(currency=str(fee_raw.get("currency") or ""), cost=float(fee_raw["cost"]))
+    totals: dict[str, float] = {}
+    for fee_raw in raw.get("fees") or ([raw["fee"]] if raw.get("fee") else []):
+        if fee_raw and fee_raw.get("cost") is not None:
+            currency = str(fee_raw.get("currency") or "")
+            totals[currency] = totals.get(currency, 0.0) + float(fee_raw["cost"])
+    fees = tuple(Fee(currency=currency, cost=fee_cost) for currency, fee_cost in totals.items() if fee_cost)
     side = raw.get("side")
-    order_type = raw.get("type")
+    stop_price = _float_or_none(raw.get("triggerPrice") or raw.get("stopPrice"))
+    order_type = _TYPES.get(str(raw.get("type")), "market")
+    if order_type == "limit" and stop_price:
+        order_type = "stop_loss_limit"
     return Order(
         id=str(raw.get("id")),
         client_order_id=raw.get("clientOrderId") or client_order_id,
         symbol=str(raw.get("symbol")),
         side="sell" if side == "sell" else "buy",
-        type="limit" if order_type == "limit" else "market",
+        type=order_type,
         status=_STATUSES.get(str(raw.get("status")), "open"),
         amount=amount,
         filled=filled,
         remaining=remaining if remaining is not None else max(amount - filled, 0.0),
         price=_float_or_none(raw.get("price")),
+        stop_price=stop_price,
         average=average,
         cost=cost if cost is not None else (average or 0.0) * filled,
-        fee=fee,
+        fees=fees,
         timestamp=_int_or_none(raw.get("timestamp")),
+        last_trade_timestamp=_int_or_none(raw.get("lastTradeTimestamp")),
     )
 
 

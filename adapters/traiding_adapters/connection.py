@@ -26,6 +26,7 @@ from traiding_adapters.errors import (
     ExchangeMaintenance,
     ExchangeUnavailable,
     RateLimited,
+    UnknownExchange,
     map_ccxt_error,
 )
 from traiding_adapters.exchange import Market
@@ -90,7 +91,7 @@ def make_ccxt_client(
     try:
         client_class = getattr(ccxt, exchange_id)
     except AttributeError:
-        raise ExchangeLayerError(
+        raise UnknownExchange(
             f"unknown exchange id {exchange_id!r}: use a ccxt exchange id such as 'binance', 'kraken', 'okx'"
         ) from None
     config: dict[str, Any] = {
@@ -237,6 +238,8 @@ class Connection:
             self.observer.exchange_error(self.exchange_id, type(mapped).__name__)
             if isinstance(mapped, RateLimited):
                 self.circuit.record_neutral()  # the exchange is up, we were too fast
+            elif isinstance(mapped, ClockSkewError):
+                self.circuit.record_success()  # it answered (our clock was off): reachable
             elif mapped.transient:
                 self.circuit.record_failure(mapped)
             else:

@@ -46,7 +46,14 @@ class PermissionDenied(AuthenticationFailed):
 
 
 class ClockSkewError(ExchangeLayerError):
-    """The local clock is too far from the exchange's for signed requests (Binance -1021)."""
+    """The local clock is too far from the exchange's for signed requests (Binance -1021).
+
+    Transient: the connection re-measures the offset and signs with the exchange's time, so one NTP hiccup
+    is corrected and retried instead of ending a session. The exchange refused the request before looking
+    at it, so a rejected order was certainly not placed.
+    """
+
+    transient = True
 
     def __init__(self, message: str, offset_ms: int | None = None) -> None:
         super().__init__(message)
@@ -67,6 +74,10 @@ class DuplicateOrder(InvalidOrder):
 
 class OrderNotFound(InvalidOrder):
     """The exchange does not know the order (Binance -2013)."""
+
+
+class UnknownExchange(ExchangeLayerError):
+    """The exchange id is not one ccxt knows: the run can never connect."""
 
 
 class UnknownSymbol(ExchangeLayerError):

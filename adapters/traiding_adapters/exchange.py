@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict
 from traiding.domain.candles import Candles
 
 OrderSide = Literal["buy", "sell"]
-OrderType = Literal["market", "limit"]
+# stop_loss_limit: a resting sell (or buy) that becomes a limit order at `price` once the market reaches
+# `stop_price` (Binance spot STOP_LOSS_LIMIT), the protective stop a position leaves on the exchange.
+OrderType = Literal["market", "limit", "stop_loss_limit"]
 OrderStatus = Literal["open", "closed", "canceled", "expired", "rejected"]
 CircuitState = Literal["closed", "open", "half-open"]
 
@@ -108,7 +110,8 @@ class OrderRequest(_Frozen):
     side: OrderSide
     type: OrderType
     amount: float
-    price: float | None = None
+    price: float | None = None  # the limit price (limit and stop_loss_limit orders)
+    stop_price: float | None = None  # the trigger price of a stop_loss_limit order
     client_order_id: str
 
 
@@ -128,10 +131,15 @@ class Order(_Frozen):
     filled: float
     remaining: float
     price: float | None = None
+    stop_price: float | None = None
     average: float | None = None
     cost: float
-    fee: Fee | None = None
+    fees: tuple[Fee, ...] = ()  # every fee charged, per currency (a buy on Binance pays in the base, or in BNB)
     timestamp: int | None = None
+    last_trade_timestamp: int | None = None  # when the last fill happened (a stop fills long after it was placed)
+
+    def fee_in(self, currency: str) -> float:
+        return sum(fee.cost for fee in self.fees if fee.currency == currency)
 
 
 class Position(_Frozen):
@@ -167,6 +175,15 @@ class MarketData(Protocol):
 
 
 @runtime_checkable
+class CandleData(Protocol):
+    """Candles of the market: the paper broker replays resting stops against the path since they were placed."""
+
+    async def fetch_ohlcv(self, symbol: str, timeframe: str, since_ms: int, until_ms: int) -> Candles:
+        """Every stored candle with open time in [since_ms, until_ms), ascending, paginated underneath."""
+        ...
+
+
+@runtime_checkable
 class OrderApi(Protocol):
     """The order half, implemented by the live exchange and by the paper broker alike."""
 
@@ -178,9 +195,20 @@ class OrderApi(Protocol):
 
     async def fetch_order(self, symbol: str, *, client_order_id: str) -> Order: ...
 
+    async def supports_protective_stops(self, symbol: str) -> bool:
+        """Whether a stop_loss_limit sell can rest on the exchange for `symbol`."""
+        ...
+
+    @property
+    def late_order_window_ms(self) -> int:
+        """How long after a send was given up an order may still appear: a request already on its way is
+        accepted until its signed timestamp is older than the exchange's receive window. 0 where a send that
+        did not answer cannot have placed anything (the paper account lives in the run's checkpoint)."""
+        ...
+
 
 @runtime_checkable
-class Exchange(MarketData, OrderApi, Protocol):
+class Exchange(MarketData, CandleData, OrderApi, Protocol):
     """An exchange as the pipeline sees it."""
 
     exchange_id: str
@@ -193,10 +221,6 @@ class Exchange(MarketData, OrderApi, Protocol):
     async def load_markets(self) -> dict[str, Market]: ...
 
     async def server_time(self) -> int: ...
-
-    async def fetch_ohlcv(self, symbol: str, timeframe: str, since_ms: int, until_ms: int) -> Candles:
-        """Every stored candle with open time in [since_ms, until_ms), ascending, paginated underneath."""
-        ...
 
     async def key_permissions(self) -> KeyPermissions: ...
 

@@ -19,6 +19,7 @@ from typing import Protocol
 
 from traiding_adapters.errors import (
     CircuitOpen,
+    ClockSkewError,
     DuplicateOrder,
     ExchangeLayerError,
     ExchangeUnavailable,
@@ -43,8 +44,8 @@ class OrderTransport(Protocol):
 
 def outcome_uncertain(error: BaseException) -> bool:
     """Whether the order may have reached the exchange despite `error`."""
-    if isinstance(error, CircuitOpen):
-        return False  # raised before anything was sent
+    if isinstance(error, CircuitOpen | ClockSkewError):
+        return False  # raised before anything was sent, or refused before the exchange looked at it
     return isinstance(error, DuplicateOrder) or (isinstance(error, ExchangeLayerError) and error.transient)
 
 

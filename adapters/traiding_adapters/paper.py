@@ -10,6 +10,10 @@ Fill model, deterministic for a given seed and market data:
   [`min_fill_ratio`, 1) of an order the book could fill, standing for queue position and latency;
 - limit orders fill at their limit price (or better) when the market crosses them, checked on creation and
   on every `fetch_order` / `poll`; until then they reserve funds;
+- stop_loss_limit sells (the protective stop of a position) rest with their amount reserved; they trigger
+  when the market's candles since they were placed reach the stop (also while nobody asked: the next look
+  replays the path), then fill at the stop, or at the candle's open when it gapped below the stop, unless that
+  is below the limit price: then the order rests as a limit sell at its limit price;
 - fees are `fee_rate` of the notional, paid in the quote currency.
 Client order ids work as on the exchange: creating an order whose id exists returns that order.
 """
@@ -22,9 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from traiding.domain.timeframes import timeframe_ms
 from traiding_adapters.errors import InsufficientFunds, InvalidOrder, OrderNotFound
 from traiding_adapters.exchange import (
     Balance,
+    CandleData,
     Fee,
     MarketData,
     Order,
@@ -47,6 +53,7 @@ class PaperSettings:
     min_fill_ratio: float = 0.3
     book_depth: int = 100
     seed: int = 0
+    candle_timeframe: str = "1m"  # candles a resting stop is checked against (the run's timeframe)
 
 
 @dataclass
@@ -79,6 +86,9 @@ class PaperBroker:
         self._reserved: dict[str, tuple[str, float]] = {}  # client order id -> (currency, amount reserved)
         self._positions: dict[str, Position] = {}
         self._next_id = 1
+        # stop orders: the market time they were placed (checked from there), and when they triggered
+        self._stop_since: dict[str, int] = {}
+        self._triggered: dict[str, int] = {}
 
     # -- OrderApi --------------------------------------------------------------------------------------
 
@@ -109,6 +119,8 @@ class PaperBroker:
         submitted = time.perf_counter()
         if request.type == "market":
             order = await self._fill_market(request, base, quote)
+        elif request.type == "stop_loss_limit":
+            order = await self._place_stop(request, base, quote)
         else:
             order = await self._place_limit(request, base, quote)
         self._orders[request.client_order_id] = order
@@ -118,24 +130,33 @@ class PaperBroker:
     async def fetch_order(self, symbol: str, *, client_order_id: str) -> Order:
         order = self._get(symbol, client_order_id)
         if order.status == "open":
-            order = await self._try_fill_limit(order)
+            order = await self._try_fill(order)
         return order
+
+    async def supports_protective_stops(self, symbol: str) -> bool:
+        return True
+
+    @property
+    def late_order_window_ms(self) -> int:
+        return 0  # the account is restored with the run's checkpoint: an order it does not know was never placed
 
     async def cancel_order(self, symbol: str, *, client_order_id: str) -> Order:
         order = self._get(symbol, client_order_id)
         if order.status != "open":
             raise OrderNotFound(f"paper order {client_order_id} is {order.status}, not open: nothing to cancel")
         self._unreserve(client_order_id)
+        self._stop_since.pop(client_order_id, None)
+        self._triggered.pop(client_order_id, None)
         cancelled = order.model_copy(update={"status": "canceled"})
         self._orders[client_order_id] = cancelled
         return cancelled
 
     async def poll(self) -> list[Order]:
-        """Check every open limit order against the current market; returns those that filled."""
+        """Check every open limit and stop order against the market; returns those that filled."""
         filled = []
         for order in list(self._orders.values()):
             if order.status == "open":
-                updated = await self._try_fill_limit(order)
+                updated = await self._try_fill(order)
                 if updated.status == "closed":
                     filled.append(updated)
         return filled
@@ -153,6 +174,8 @@ class PaperBroker:
             "positions": [position.model_dump() for position in self._positions.values()],
             "next_id": self._next_id,
             "rng": [version, list(internal), gauss],
+            "stop_since": dict(self._stop_since),
+            "triggered": dict(self._triggered),
         }
 
     def _kept_orders(self) -> list[Order]:
@@ -169,6 +192,8 @@ class PaperBroker:
         self._reserved = {cid: (pair[0], float(pair[1])) for cid, pair in state["reserved"].items()}
         self._positions = {p["symbol"]: Position.model_validate(p) for p in state["positions"]}
         self._next_id = int(state["next_id"])
+        self._stop_since = {cid: int(t) for cid, t in state.get("stop_since", {}).items()}
+        self._triggered = {cid: int(t) for cid, t in state.get("triggered", {}).items()}
         version, internal, gauss = state["rng"]
         self._rng.setstate((version, tuple(internal), gauss))
 
@@ -207,6 +232,86 @@ class PaperBroker:
         order = self._order(request, status="open", filled=0.0, cost=0.0, fee=0.0, quote=quote)
         return await self._try_fill_limit(order)
 
+    async def _place_stop(self, request: OrderRequest, base: str, quote: str) -> Order:
+        if request.side != "sell":
+            raise InvalidOrder("the paper broker rests stop_loss_limit sells only (protective stops of long positions)")
+        if request.stop_price is None or request.stop_price <= 0 or request.price is None or request.price <= 0:
+            raise InvalidOrder("a stop_loss_limit order needs a positive stop price and limit price")
+        ticker = await self._market.fetch_ticker(request.symbol)
+        reference = ticker.bid if ticker.bid is not None else ticker.last
+        if reference is not None and reference <= request.stop_price:
+            raise InvalidOrder(f"stop {request.stop_price:g} is at or above the market {reference:g}: it triggers now")
+        self._reserve(request.client_order_id, base, request.amount)
+        self._stop_since[request.client_order_id] = int(ticker.timestamp or self._clock_ms())
+        return self._order(request, status="open", filled=0.0, cost=0.0, fee=0.0, quote=quote)
+
+    async def _try_fill(self, order: Order) -> Order:
+        if order.type == "stop_loss_limit":
+            return await self._try_fill_stop(order)
+        return await self._try_fill_limit(order)
+
+    async def _try_fill_stop(self, order: Order) -> Order:
+        """Replay the market since the stop was placed (or triggered): the first candle that reaches the stop
+        triggers it; it fills at the stop (the candle's open if it gapped lower) unless that is below the limit."""
+        coid = order.client_order_id or ""
+        assert order.stop_price is not None and order.price is not None
+        ticker = await self._market.fetch_ticker(order.symbol)
+        now = int(ticker.timestamp or self._clock_ms())
+        since = self._triggered.get(coid, self._stop_since.get(coid, now))
+        tf = timeframe_ms(self.settings.candle_timeframe)
+        points: list[tuple[int, float, float, float]] = []  # (time, open, low, high) of each candle after `since`
+        if isinstance(self._market, CandleData):
+            candles = await self._market.fetch_ohlcv(order.symbol, self.settings.candle_timeframe, since, now + tf)
+            points = [
+                (int(t), float(o), float(lo), float(h))
+                for t, o, lo, h in zip(candles.time, candles.open, candles.low, candles.high, strict=True)
+                if t >= since
+            ]
+        bid = ticker.bid if ticker.bid is not None else ticker.last
+        if bid is not None:
+            points.append((now, bid, bid, bid))
+        for at, open_, low, high in points:
+            if coid not in self._triggered:
+                if low > order.stop_price:
+                    continue
+                self._triggered[coid] = at
+                price = min(open_, order.stop_price)
+                if price >= order.price:
+                    return self._fill_stop(order, price, at)
+            if high >= order.price:  # triggered earlier below its limit: a resting limit sell at the limit
+                return self._fill_stop(order, order.price, at)
+        if coid not in self._triggered:
+            # Checked up to now: the next look starts at the candle still forming instead of replaying the
+            # whole life of the position.
+            self._stop_since[coid] = max(since, now - tf)
+        return order
+
+    def _fill_stop(self, order: Order, price: float, at: int) -> Order:
+        coid = order.client_order_id or order.id
+        fill_price = price * (1 - self.settings.slippage_bps / 10_000)
+        cost = order.amount * fill_price
+        fee = cost * self.settings.fee_rate
+        self._unreserve(coid)
+        request = OrderRequest(
+            symbol=order.symbol, side="sell", type="limit", amount=order.amount, price=order.price, client_order_id=coid
+        )
+        self._settle(request, order.amount, cost, fee)
+        self._stop_since.pop(coid, None)
+        self._triggered.pop(coid, None)
+        filled = order.model_copy(
+            update={
+                "status": "closed",
+                "filled": order.amount,
+                "remaining": 0.0,
+                "average": fill_price,
+                "cost": cost,
+                "fees": (Fee(currency=_split(order.symbol)[1], cost=fee),),
+                "last_trade_timestamp": at,
+            }
+        )
+        self._orders[coid] = filled
+        return filled
+
     async def _try_fill_limit(self, order: Order) -> Order:
         if order.type != "limit" or order.price is None:
             return order
@@ -241,7 +346,7 @@ class PaperBroker:
                 "remaining": 0.0,
                 "average": fill_price,
                 "cost": order.cost + cost,
-                "fee": Fee(currency=quote, cost=(order.fee.cost if order.fee else 0.0) + fee),
+                "fees": (Fee(currency=quote, cost=order.fee_in(quote) + fee),),
             }
         )
         if order.client_order_id:
@@ -329,9 +434,10 @@ class PaperBroker:
             filled=filled,
             remaining=max(request.amount - filled, 0.0),
             price=request.price,
+            stop_price=request.stop_price,
             average=cost / filled if filled > 0 else None,
             cost=cost,
-            fee=Fee(currency=quote, cost=fee),
+            fees=(Fee(currency=quote, cost=fee),) if fee else (),
             timestamp=self._clock_ms(),
         )
 

@@ -23,7 +23,7 @@ from tenacity import (
     wait_random,
 )
 
-from traiding_adapters.errors import ExchangeLayerError
+from traiding_adapters.errors import ClockSkewError, ExchangeLayerError
 
 T = TypeVar("T")
 
@@ -39,6 +39,8 @@ _CCXT_TRANSIENT = (
 
 def is_transient(error: BaseException) -> bool:
     """True for errors that may pass by themselves: network, timeouts, 5xx, rate limits, maintenance."""
+    if isinstance(error, ClockSkewError):
+        return False  # the connection re-measured the clock already; the phase retries it later, with backoff
     if isinstance(error, ExchangeLayerError):
         return error.transient
     if isinstance(error, ccxt.InvalidNonce):

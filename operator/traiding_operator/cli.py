@@ -18,6 +18,7 @@ from traiding.telemetry.server import (
     port_from,
     serve_metrics,
 )
+from traiding_operator.config import IDENTITY_ENV
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,11 +27,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--namespace", "-n", action="append", default=[], help="serve TradingRuns in this namespace (repeatable)"
     )
     scope.add_argument("--all-namespaces", "-A", action="store_true", help="serve TradingRuns in every namespace")
-    parser.add_argument(
+    coordination = parser.add_mutually_exclusive_group()
+    coordination.add_argument(
         "--standalone",
         action="store_true",
-        default=True,
-        help="no peering with other operator replicas (the default; run a single replica)",
+        help="no kopf peering (the default): every replica is active, and each run's Lease picks its driver",
+    )
+    coordination.add_argument(
+        "--peering",
+        metavar="NAME",
+        help="kopf peering under NAME (needs kopf's KopfPeering CRDs): only one replica is active at all",
+    )
+    parser.add_argument(
+        "--identity",
+        help=f"this process's name in the runs' Leases (default: ${IDENTITY_ENV}, else hostname plus a random suffix)",
+    )
+    parser.add_argument(
+        "--lease-seconds",
+        type=int,
+        default=15,
+        help="how long a run's Lease outlives a silent holder before another operator takes the run over",
     )
     parser.add_argument(
         "--liveness",
@@ -52,6 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if not args.namespace and not args.all_namespaces:
         raise UserError("say where to serve TradingRuns: --namespace NS (repeatable) or --all-namespaces")
+    if args.lease_seconds < 3:
+        raise UserError(f"--lease-seconds must be at least 3, got {args.lease_seconds}")
     port = port_from(args.metrics_port, default=DEFAULT_OPERATOR_PORT)
     address = args.metrics_address or os.environ.get(METRICS_ADDRESS_ENV) or DEFAULT_OPERATOR_ADDRESS
     configure_stream_logging(logging.DEBUG if args.verbose else logging.INFO)
@@ -66,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
             run_operator(
                 namespaces=args.namespace,
                 clusterwide=args.all_namespaces,
-                standalone=args.standalone,
+                peering=args.peering,
+                identity=args.identity,
+                lease_seconds=args.lease_seconds,
                 liveness_endpoint=args.liveness,
                 metrics=metrics,
             )

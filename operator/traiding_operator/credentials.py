@@ -3,17 +3,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 from collections.abc import Mapping
 
-from kubernetes.client import ApiClient, CoreV1Api
+from kubernetes.client import CoreV1Api
 from kubernetes.client.exceptions import ApiException
 
 from traiding.resource import SecretRef
 from traiding.telemetry.logs import register_secret
 from traiding_adapters.connection import Credentials
+from traiding_operator.kube import KubeCalls
 
 
 class CredentialsError(Exception):
@@ -48,19 +48,17 @@ def credentials_from_secret_data(data: Mapping[str, str] | None, ref: SecretRef,
     return credentials
 
 
-async def read_credentials(api: ApiClient, namespace: str, ref: SecretRef) -> Credentials:
-    def read() -> Mapping[str, str] | None:
-        try:
-            secret = CoreV1Api(api).read_namespaced_secret(ref.name, namespace)
-        except ApiException as error:
-            if error.status == 404:
-                raise CredentialsError(f"Secret {ref.name} not found in namespace {namespace}") from None
-            if error.status == 403:
-                raise CredentialsError(
-                    f"the operator may not read Secret {ref.name} in namespace {namespace} (RBAC)"
-                ) from None
-            raise
-        # The API returns `data` base64-encoded as text.
-        return {key: str(value) for key, value in (secret.data or {}).items()}
-
-    return credentials_from_secret_data(await asyncio.to_thread(read), ref, namespace)
+async def read_credentials(kube: KubeCalls, namespace: str, ref: SecretRef) -> Credentials:
+    try:
+        secret = await kube.call(CoreV1Api(kube.api).read_namespaced_secret, ref.name, namespace)
+    except ApiException as error:
+        if error.status == 404:
+            raise CredentialsError(f"Secret {ref.name} not found in namespace {namespace}") from None
+        if error.status == 403:
+            raise CredentialsError(
+                f"the operator may not read Secret {ref.name} in namespace {namespace} (RBAC)"
+            ) from None
+        raise
+    # The API returns `data` base64-encoded as text.
+    data: Mapping[str, str] = {key: str(value) for key, value in (secret.data or {}).items()}
+    return credentials_from_secret_data(data, ref, namespace)

@@ -1,20 +1,25 @@
-"""Drives one TradingRun: build its context, call `advance`, write the status, wait, until the run is final.
+"""Drives one TradingRun: hold its Lease, read it, call `advance`, write the status, wait, until it is final.
 
-Everything the next step needs is in the object's status (written after every step), so a new driver,
-in this operator or a restarted one, continues where the last one stopped.
+Everything the next step needs is in the object's status, so a new driver, in this operator or another
+one, continues where the last one stopped. Only the holder of the run's Lease drives it (see lease.py), and
+every status write is guarded by the resourceVersion the step read (see status_writer.py): a step whose
+view went stale ends, the run is read again, and the next step reconciles whatever the lost one sent.
+
+Two entry points: `drive`, the daemon of an unfinished run, and `delete`, the deletion handler, which holds
+the finalizer until the run has closed its positions (or left them, if its spec says so).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
-from kubernetes.client import ApiClient
 from pydantic import ValidationError
 
 from traiding.domain.candles import CandleCache
@@ -22,6 +27,7 @@ from traiding.domain.statemachine import TERMINAL, Phase
 from traiding.pipeline.context import RunContext
 from traiding.pipeline.events import EventLog, EventSink
 from traiding.pipeline.runner import advance
+from traiding.pipeline.session import holds_positions
 from traiding.pipeline.wiring import SPEC_KEY, RunIdentity, open_context, poll_seconds, wait_after
 from traiding.resource import TradingRunSpec, TradingRunStatus
 from traiding.telemetry.logs import set_run_fields
@@ -29,28 +35,45 @@ from traiding.telemetry.metrics import Metrics
 from traiding.telemetry.runs import facts_of
 from traiding.telemetry.sink import RunMetricsSink
 from traiding_adapters.connection import Credentials
+from traiding_adapters.errors import ExchangeLayerError
 from traiding_adapters.hub import ExchangeHub
 from traiding_operator.annotations import cancel_requested
 from traiding_operator.config import OperatorConfig
 from traiding_operator.credentials import CredentialsError, read_credentials
+from traiding_operator.kube import KubeCalls
 from traiding_operator.kube_events import KubernetesEventSink
-from traiding_operator.run_status import current_approval, fail_status, note_spec_generation
-from traiding_operator.status_writer import StatusWriter
+from traiding_operator.lease import LeaseLost, LeaseSettings, RunLease
+from traiding_operator.run_status import (
+    current_approval,
+    fail_status,
+    note_operator_trouble,
+    note_spec_generation,
+    stop_status,
+)
+from traiding_operator.status_writer import RunGone, StatusConflict, StatusWriter
 
 ANNOTATION_POLL_SECONDS = 1.0  # how soon an approval or cancel annotation is acted on while waiting
+FINALIZER_WAIT_SECONDS = 1.0
+MAX_FAILURES = 5  # unexpected errors in a row before the run says why (and, if it holds nothing, fails)
+MAX_FAILURE_BACKOFF_SECONDS = 60.0
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
+Sleep = Callable[[float], Awaitable[Any]]
 
 
-@dataclass(frozen=True)
+@dataclass
 class OperatorRuntime:
-    """What every run's driver shares: the API client, the exchange hub (one budget per key), the config
+    """What every run's driver shares: API calls, the exchange hub (one budget per key), config, identity,
     and the metrics."""
 
-    api: ApiClient
+    kube: KubeCalls
     hub: ExchangeHub
     config: OperatorConfig
+    identity: str  # holder identity of this process's Leases
+    lease: LeaseSettings
+    finalizer: str
     metrics: Metrics
+    driving: set[str] = field(default_factory=set)  # uids whose daemon runs in this process
 
 
 class RunStartError(Exception):
@@ -78,14 +101,22 @@ def initial_status(raw: Any, uid: str, generation: int | None, spec: dict[str, A
 
 
 class RunDriver:
-    def __init__(self, body: kopf.Body, runtime: OperatorRuntime, stopped: kopf.DaemonStopped, logger: Logger) -> None:
+    def __init__(self, body: kopf.Body, runtime: OperatorRuntime, logger: Logger) -> None:
         self.body = body  # kopf keeps it current: annotations added later are seen here
         self.runtime = runtime
-        self.stopped = stopped
         self.logger = logger
         self.name = str(body.metadata.name)
         self.namespace = str(body.metadata.namespace)
-        self.writer = StatusWriter(runtime.api, self.namespace, self.name)
+        self.uid = str(body.metadata.uid)
+        self.writer = StatusWriter(runtime.kube, self.namespace, self.name)
+        self.lease = RunLease(
+            runtime.kube,
+            namespace=self.namespace,
+            run_name=self.name,
+            run_uid=self.uid,
+            identity=runtime.identity,
+            settings=runtime.lease,
+        )
         facts = facts_of(body)
         sinks: list[EventSink] = [
             KubernetesEventSink(body, logger),
@@ -93,74 +124,163 @@ class RunDriver:
         ]
         self.events = EventLog(self.name, sinks)
 
-    async def run(self) -> None:
-        now = datetime.now(UTC)
-        status = initial_status(
-            self.body.get("status"), str(self.body.metadata.uid), self._generation(), dict(self.body.spec)
-        )
-        if Phase(status.phase) in TERMINAL:
+    # --- entry points ---------------------------------------------------------------------------------------
+    async def drive(self, stopped: kopf.DaemonStopped) -> None:
+        """The daemon: wait for the Lease, drive while holding it, until the run is final or the daemon stops."""
+        self.runtime.driving.add(self.uid)
+        failures = 0
+        try:
+            while not stopped:
+                try:
+                    if not await self.lease.try_acquire():
+                        await stopped.wait(self.lease.settings.retry_s)
+                        continue
+                    async with self.lease.kept():
+                        if await self._run(stopped.wait, lambda: bool(stopped), deleting=False):
+                            return
+                    failures = 0
+                except (LeaseLost, StatusConflict) as lost:
+                    self.logger.warning(f"stopped driving for now: {lost}")
+                except RunGone:
+                    return
+                except Exception as error:  # the API server, a bug: retried with backoff, then said on the run
+                    failures += 1
+                    self.logger.exception(f"driving the run failed ({failures} in a row): {error}")
+                    if failures >= MAX_FAILURES and await self._give_up(error, failures):
+                        return
+                    await stopped.wait(min(MAX_FAILURE_BACKOFF_SECONDS, 2.0**failures))
+        finally:
+            self.runtime.driving.discard(self.uid)
+            await self.lease.release()
+
+    async def delete(self) -> None:
+        """The deletion handler: once this process's daemon has stopped and the Lease is ours, step the run as
+        deleted until it is final (positions closed, or left as the spec says); kopf then drops the finalizer."""
+        if self.uid in self.runtime.driving:
+            raise kopf.TemporaryError("waiting for the run's driver to stop", delay=1)
+        try:
+            if not await self.lease.try_acquire():
+                raise kopf.TemporaryError(
+                    f"the run is driven by {self.lease.holder}; waiting for its Lease",
+                    delay=self.lease.settings.retry_s,
+                )
+            async with self.lease.kept():
+                await self._run(asyncio.sleep, lambda: False, deleting=True)
+        except (LeaseLost, StatusConflict, ExchangeLayerError, OSError) as error:
+            raise kopf.TemporaryError(f"deleting the run: {error}", delay=5) from error
+        except RunGone:
             return
-        # This daemon's task (and only it) logs with the run's fields; the phase follows every step.
+        finally:
+            await self.lease.release()
+
+    # --- driving --------------------------------------------------------------------------------------------
+    async def _read(self) -> TradingRunStatus:
+        obj = await self.writer.read()
+        generation = obj.get("metadata", {}).get("generation")
+        return initial_status(
+            obj.get("status"), self.uid, int(generation) if generation else None, dict(obj.get("spec") or {})
+        )
+
+    async def _run(self, sleep: Sleep, stop: Callable[[], bool], *, deleting: bool) -> bool:
+        """Drive from the stored status while the Lease is held; True once the run is final."""
+        status = await self._read()
+        if Phase(status.phase) in TERMINAL:
+            return True
+        now = datetime.now(UTC)
+        # This task (and only it) logs with the run's fields; the phase follows every step.
         exchange_id = (status.checkpoint[SPEC_KEY].get("exchange") or {}).get("id")
         set_run_fields(run=self.name, namespace=self.namespace, phase=status.phase, exchange=exchange_id)
         started_generation = status.observedGeneration
+        if deleting and Phase(status.phase) not in (Phase.TRADING, Phase.LIQUIDATING):
+            await self._write_with_event(status, stop_status(status, now, "Deleted", f"deleted during {status.phase}"))
+            return True
+        async with AsyncExitStack() as stack:
+            try:
+                ctx = await self._context(stack, status)
+            except RunStartError as error:
+                if holds_positions(status.checkpoint):
+                    raise RuntimeError(f"{error.reason}: {error.message}") from None  # retried: positions wait
+                failed = fail_status(status, now, error.reason, error.message, started_generation)
+                await self._write_with_event(status, failed)
+                self.logger.info(f"run failed before its phase work: {error.reason}: {error.message}")
+                return True
+            poll = poll_seconds(ctx.spec)
+            while not stop():
+                self.lease.check()
+                if Phase(status.phase) is Phase.TRADING and not deleting and not self._finalizer_present():
+                    await sleep(FINALIZER_WAIT_SECONDS)  # kopf adds it at once; never trade without it
+                    continue
+                try:
+                    status, decision = await self._step(ctx, status, started_generation, deleting=deleting)
+                except StatusConflict as conflict:
+                    self.logger.info(f"{conflict}: reading it again")
+                    status = await self._read()
+                    if Phase(status.phase) in TERMINAL:
+                        return True
+                    continue
+                if decision.final:
+                    self.logger.info(f"run finished: {decision.phase}: {decision.message}")
+                    return True
+                wait = wait_after(decision, poll)
+                if decision.phase is Phase.AWAITING_APPROVAL:
+                    wait = min(wait, ANNOTATION_POLL_SECONDS)
+                await sleep(wait)
+        return False
+
+    async def _step(
+        self, ctx: RunContext, status: TradingRunStatus, generation: int | None, *, deleting: bool
+    ) -> tuple[TradingRunStatus, Any]:
+        now = datetime.now(UTC)
+        annotations = dict(self.body.metadata.annotations)
+        # Approvals are read only at the gate, so an approval's time to live starts there, not earlier.
+        waiting = Phase(status.phase) is Phase.AWAITING_APPROVAL
+        approval = current_approval(annotations, status.checkpoint, now, ctx.spec.approval.ttl) if waiting else None
+        status, decision = await advance(
+            ctx,
+            status,
+            now,
+            cancel_requested=cancel_requested(annotations),
+            deleting=deleting,
+            approval=approval,
+            generation=generation,
+            persist=self._persist,
+        )
+        note_spec_generation(status, self._generation(), now)
+        await self._persist(status)
+        set_run_fields(phase=status.phase)
+        return status, decision
+
+    async def _persist(self, status: TradingRunStatus) -> None:
+        """A status write, only while this process holds the Lease, guarded by the resourceVersion."""
+        self.lease.check()
+        await self.writer.write(status)
+
+    async def _context(self, stack: AsyncExitStack, status: TradingRunStatus) -> RunContext:
         try:
             spec = TradingRunSpec.model_validate(status.checkpoint[SPEC_KEY])
-            credentials = await self._credentials(spec)
-            simulator_url = self._simulator_url(spec)
-        except RunStartError as error:
-            await self._fail(status, now, error.reason, error.message, started_generation)
-            return
         except ValidationError as error:
-            await self._fail(status, now, "InvalidSpec", f"the spec is invalid: {error}", started_generation)
-            return
-        async with AsyncExitStack() as stack:
-            ctx = await open_context(
+            raise RunStartError("InvalidSpec", f"the spec is invalid: {error}") from None
+        credentials = await self._credentials(spec)
+        try:
+            return await open_context(
                 stack,
                 self.runtime.hub,
                 RunIdentity(self.name, str(status.checkpoint["runUid"])),
                 spec,
                 credentials=credentials,
-                simulator_url=simulator_url,
+                simulator_url=self._simulator_url(spec),
                 events=self.events,
                 cache=CandleCache(self.runtime.config.cache_dir),
-                checkpoint=status.checkpoint,
             )
-            await self._loop(ctx, status, started_generation)
-
-    async def _loop(self, ctx: RunContext, status: TradingRunStatus, started_generation: int | None) -> None:
-        poll = poll_seconds(ctx.spec)
-        while not self.stopped:
-            now = datetime.now(UTC)
-            annotations = dict(self.body.metadata.annotations)
-            # Approvals are read only at the gate, so an approval's time to live starts there, not earlier.
-            waiting = Phase(status.phase) is Phase.AWAITING_APPROVAL
-            approval = current_approval(annotations, status.checkpoint, now, ctx.spec.approval.ttl) if waiting else None
-            status, decision = await advance(
-                ctx,
-                status,
-                now,
-                cancel_requested=cancel_requested(annotations),
-                approval=approval,
-                generation=started_generation,
-            )
-            note_spec_generation(status, self._generation(), now)
-            await self.writer.write(status)
-            set_run_fields(phase=status.phase)
-            if decision.final:
-                self.logger.info(f"run finished: {decision.phase}: {decision.message}")
-                return
-            wait = wait_after(decision, poll)
-            if decision.phase is Phase.AWAITING_APPROVAL:
-                wait = min(wait, ANNOTATION_POLL_SECONDS)
-            await self.stopped.wait(wait)
+        except ExchangeLayerError as error:  # e.g. an exchange id ccxt does not know: it never will
+            raise RunStartError(type(error).__name__, str(error)) from None
 
     async def _credentials(self, spec: TradingRunSpec) -> Credentials | None:
         ref = spec.exchange.credentialsSecretRef
         if ref is None:
             return None
         try:
-            return await read_credentials(self.runtime.api, self.namespace, ref)
+            return await read_credentials(self.runtime.kube, self.namespace, ref)
         except CredentialsError as error:
             raise RunStartError("CredentialsUnavailable", str(error)) from None
 
@@ -177,19 +297,42 @@ class RunDriver:
             )
         return url
 
-    async def _fail(
-        self, status: TradingRunStatus, now: datetime, reason: str, message: str, generation: int | None
-    ) -> None:
-        failed = fail_status(status, now, reason, message, generation)
-        await self.writer.write(failed)
-        # Through the run's event log like every phase change: a Warning Event, the log line, the metrics.
+    async def _write_with_event(self, before: TradingRunStatus, after: TradingRunStatus) -> None:
+        """Write a phase change made outside the phase work, and say it through the run's event log like every
+        phase change: a Kubernetes Event (a Warning when it failed), the log line, the metrics."""
+        await self._persist(after)
         self.events.emit(
-            "Failed",
+            after.phase,
             "PhaseChanged",
-            f"{status.phase} -> Failed: {message}",
-            level="error",
-            metrics={"from": status.phase, "to": "Failed", "reason": reason, "durationSeconds": None},
+            f"{before.phase} -> {after.phase}: {after.message}",
+            level="error" if after.phase == Phase.FAILED else "info",
+            metrics={"from": before.phase, "to": after.phase, "reason": after.reason, "durationSeconds": None},
         )
+
+    async def _give_up(self, error: Exception, failures: int) -> bool:
+        """After `failures` unexpected errors in a row: a run that holds nothing fails with the reason (True);
+        one holding positions says so on the object and keeps being retried (False): it must not be abandoned."""
+        message = f"the operator failed {failures} times in a row driving this run: {type(error).__name__}: {error}"
+        kopf.event(self.body, type="Warning", reason="OperatorError", message=message[:1000])
+        try:
+            if not await self.lease.try_acquire():
+                return False
+            status = await self._read()
+            now = datetime.now(UTC)
+            if Phase(status.phase) in TERMINAL:
+                return True
+            if holds_positions(status.checkpoint):
+                await self._persist(note_operator_trouble(status, now, message))
+                return False
+            failed = fail_status(status, now, "OperatorError", message, status.observedGeneration)
+            await self._write_with_event(status, failed)
+        except Exception as second:  # the API server itself is the trouble: the next round tries again
+            self.logger.warning(f"could not record the failure on the run: {second}")
+            return False
+        return True
+
+    def _finalizer_present(self) -> bool:
+        return self.runtime.finalizer in (self.body.metadata.get("finalizers") or [])
 
     def _generation(self) -> int | None:
         generation = self.body.metadata.get("generation")

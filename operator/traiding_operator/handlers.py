@@ -1,7 +1,10 @@
 """Kopf handlers for TradingRuns: thin glue; the work is in `traiding.pipeline` via `RunDriver`.
 
-One daemon per unfinished TradingRun. Kopf starts daemons for every matching object it lists, so after an
-operator restart each unfinished run gets a new daemon, which continues from the run's status.
+One daemon per unfinished TradingRun in every operator process; the run's Lease lets one of them drive it.
+Kopf starts daemons for every matching object it lists, so after an operator restart each unfinished run
+gets a new daemon, which continues from the run's status. Kopf also puts its finalizer on every unfinished
+run, so deleting one (even while no operator runs) waits for the deletion handler: it closes the run's
+positions before the object goes.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from traiding.telemetry.runs import facts_of
 from traiding_adapters.hub import ExchangeHub
 from traiding_operator.config import OperatorConfig
 from traiding_operator.driver import OperatorRuntime, RunDriver, is_final
-from traiding_operator.kube import api_client, client_configuration, connection_info
+from traiding_operator.kube import KubeCalls, api_client, client_configuration, connection_info
+from traiding_operator.lease import LeaseSettings
 
 # How long a stopping operator lets a run's step finish before cancelling it (kopf's cancellation_backoff),
 # then how long a cancelled step gets to unwind. A cancelled step is simply redone by the next operator
@@ -27,6 +31,14 @@ CANCEL_UNWIND_SECONDS = 10.0
 # Wait before restarting a daemon that raised (e.g. the API server was briefly unreachable).
 DAEMON_RETRY_SECONDS = 5.0
 ANNOTATION_PREFIX = "operator.traiding.io"
+FINALIZER = f"{ANNOTATION_PREFIX}/finalizer"
+# Kopf's own API calls (events, patches, watches) are bounded too.
+KOPF_REQUEST_TIMEOUT_SECONDS = 30.0
+KOPF_CONNECT_TIMEOUT_SECONDS = 10.0
+WATCH_SERVER_TIMEOUT_SECONDS = 300
+WATCH_CLIENT_TIMEOUT_SECONDS = 330.0
+# Set by `run_operator` before kopf starts: who this process is, and its Lease timing.
+IDENTITY_KEY, LEASE_KEY = "identity", "lease"
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -38,7 +50,12 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
     # pruned), and the status belongs to the run.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=ANNOTATION_PREFIX)
-    settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"  # unused: no deletion handlers
+    # Kopf puts it on unfinished runs (the daemon and the deletion handler need it) and takes it off at the end.
+    settings.persistence.finalizer = FINALIZER
+    settings.networking.request_timeout = KOPF_REQUEST_TIMEOUT_SECONDS
+    settings.networking.connect_timeout = KOPF_CONNECT_TIMEOUT_SECONDS
+    settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_SECONDS
+    settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT_SECONDS
 
 
 @kopf.on.startup()
@@ -46,13 +63,23 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: Logger, **_:
     configure_settings(settings)
     configuration = client_configuration()
     config = OperatorConfig.from_env()
+    identity = str(memo.get(IDENTITY_KEY) or config.identity)
+    lease = memo.get(LEASE_KEY) or LeaseSettings()
     metrics: Metrics = memo["metrics"]
     hub = ExchangeHub(observer=metrics)
     metrics.watch_exchanges(hub)
-    memo["runtime"] = OperatorRuntime(api_client(configuration), hub, config, metrics)
+    memo["runtime"] = OperatorRuntime(
+        KubeCalls(api_client(configuration)), hub, config, identity, lease, FINALIZER, metrics
+    )
     logger.info(
         "traiding operator started",
-        extra={"server": configuration.host, "simulator_url": config.simulator_url, "cache": str(config.cache_dir)},
+        extra={
+            "server": configuration.host,
+            "identity": identity,
+            "lease_seconds": lease.duration_s,
+            "simulator_url": config.simulator_url,
+            "cache": str(config.cache_dir),
+        },
     )
 
 
@@ -67,7 +94,7 @@ async def stop(memo: Any, logger: Logger, **_: Any) -> None:
     if isinstance(runtime, OperatorRuntime):
         runtime.metrics.unwatch_exchanges(runtime.hub)
         await runtime.hub.close()
-        runtime.api.close()  # type: ignore[no-untyped-call]
+        runtime.kube.close()
     logger.info("traiding operator stopped")
 
 
@@ -97,4 +124,9 @@ def _unfinished(status: kopf.Status, **_: Any) -> bool:
     backoff=DAEMON_RETRY_SECONDS,
 )
 async def drive(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, logger: Logger, **_: Any) -> None:
-    await RunDriver(body, memo["runtime"], stopped, logger).run()
+    await RunDriver(body, memo["runtime"], logger).drive(stopped)
+
+
+@kopf.on.delete(API_GROUP, API_VERSION, PLURAL, id="delete", when=_unfinished)
+async def delete(body: kopf.Body, memo: Any, logger: Logger, **_: Any) -> None:
+    await RunDriver(body, memo["runtime"], logger).delete()

@@ -1,12 +1,22 @@
-"""Connecting to the API server: in the cluster with the ServiceAccount, elsewhere with $KUBECONFIG.
+"""Connecting to the API server: in the cluster with the ServiceAccount, elsewhere with $KUBECONFIG; and
+`KubeCalls`, the one way the operator's own code calls it.
 
 `kubernetes.config` reads $KUBECONFIG once, at import; reading it here at call time lets a process
 (or a test) point the operator at a cluster after the client library was imported.
+
+The kubernetes client blocks, so its calls run on a thread pool of their own (bounded: a slow API server
+cannot grow threads without limit, and it does not starve asyncio's default pool that other code uses),
+each with a request timeout: a call that hangs fails after that time instead of holding a run's step.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import kopf
 from kubernetes import config as kube_config
@@ -23,8 +33,32 @@ def client_configuration() -> Configuration:
     return configuration
 
 
+T = TypeVar("T")
+
+# (connect, read) seconds for every call of the operator's own: a status write, a Lease, a Secret.
+REQUEST_TIMEOUT = (5.0, 20.0)
+KUBE_WORKERS = 8
+
+
 def api_client(configuration: Configuration) -> ApiClient:
     return ApiClient(configuration)
+
+
+class KubeCalls:
+    """Blocking kubernetes-client calls on a bounded pool of their own, each with `_request_timeout`."""
+
+    def __init__(self, api: ApiClient, *, workers: int = KUBE_WORKERS) -> None:
+        self.api = api
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
+
+    async def call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(method, *args, **kwargs))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.api.close()  # type: ignore[no-untyped-call]
 
 
 def connection_info(configuration: Configuration, *, trust_env: bool) -> kopf.ConnectionInfo:

@@ -1,6 +1,7 @@
 """Status changes the operator makes itself, outside a phase's work: failing a run it cannot start
-(no credentials, no simulator), noting a spec change it does not apply, and tracking when it first saw
-an approval. Pure functions over `TradingRunStatus`."""
+(no credentials, no simulator), ending a run deleted before it traded, saying that driving a run keeps
+failing, noting a spec change it does not apply, and tracking when it first saw an approval. Pure
+functions over `TradingRunStatus`."""
 
 from __future__ import annotations
 
@@ -21,13 +22,41 @@ def fail_status(
     status: TradingRunStatus, now: datetime, reason: str, message: str, generation: int | None
 ) -> TradingRunStatus:
     """The run failed in its current phase for a reason outside the phase's work; a copy of the status."""
+    return _end_status(status, now, Phase.FAILED, reason, message, generation=generation)
+
+
+def stop_status(status: TradingRunStatus, now: datetime, reason: str, message: str) -> TradingRunStatus:
+    """The run is cancelled (deleted) in a phase that holds nothing; a copy of the status."""
+    return _end_status(status, now, Phase.CANCELLED, reason, message, generation=status.observedGeneration)
+
+
+def note_operator_trouble(status: TradingRunStatus, now: datetime, message: str) -> TradingRunStatus:
+    """Say on a run that holds positions why it is not progressing; it stays in its phase and is retried."""
+    status = status.model_copy(deep=True)
+    status.reason, status.message = "OperatorError", message
+    status.set_condition(
+        Condition(
+            type="Progressing",
+            status="False",
+            reason="OperatorError",
+            message=message,
+            lastTransitionTime=now,
+            observedGeneration=status.observedGeneration,
+        )
+    )
+    return status
+
+
+def _end_status(
+    status: TradingRunStatus, now: datetime, target: Phase, reason: str, message: str, *, generation: int | None
+) -> TradingRunStatus:
     status = status.model_copy(deep=True)
     phase = Phase(status.phase)
-    check_transition(phase, Phase.FAILED)
+    check_transition(phase, target)
     record = status.phases.get(phase)
     if record is not None:
-        record.state, record.finishedAt, record.message = "Failed", now, message
-    status.phase, status.reason, status.message = Phase.FAILED.value, reason, message
+        record.state, record.finishedAt, record.message = target.value, now, message  # type: ignore[assignment]
+    status.phase, status.reason, status.message = target.value, reason, message
     status.observedGeneration = generation
     status.startedAt = status.startedAt or now
     status.finishedAt = now

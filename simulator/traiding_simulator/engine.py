@@ -22,7 +22,7 @@ from traiding_simulator.market import Market, SymbolMarket
 _EIGHT = Decimal("0.00000001")
 ZERO = Decimal(0)
 TIME_IN_FORCE = {"GTC", "IOC", "FOK"}
-ORDER_TYPES = ["LIMIT", "LIMIT_MAKER", "MARKET"]
+ORDER_TYPES = ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT"]
 
 
 @dataclass
@@ -66,10 +66,16 @@ class Order:
     update_time: int = 0
     locked: Decimal = ZERO  # funds still reserved for the open part
     fills: list[Fill] = field(default_factory=list)
+    stop_price: Decimal = ZERO  # STOP_LOSS_LIMIT: the trigger
+    working_time: int | None = None  # when the order entered the book (a stop: when it triggered)
 
     @property
     def is_open(self) -> bool:
         return self.status in {"NEW", "PARTIALLY_FILLED"}
+
+    @property
+    def working_since(self) -> int:
+        return self.working_time if self.working_time is not None else self.time
 
     def to_json(self, with_times: bool = True) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -88,12 +94,12 @@ class Order:
         }
         if with_times:
             data.update(
-                stopPrice=fmt(ZERO),
+                stopPrice=fmt(self.stop_price),
                 icebergQty=fmt(ZERO),
                 time=self.time,
                 updateTime=self.update_time,
-                isWorking=self.is_open or self.status == "FILLED",
-                workingTime=self.time,
+                isWorking=self.working_time is not None,
+                workingTime=self.working_time if self.working_time is not None else -1,
                 origQuoteOrderQty=fmt(self.orig_quote_qty),
                 selfTradePreventionMode="EXPIRE_MAKER",
             )
@@ -112,9 +118,11 @@ class Order:
         data = {**ack, **self.to_json(with_times=False)}
         data.update(
             origQuoteOrderQty=fmt(self.orig_quote_qty),
-            workingTime=self.time,
+            workingTime=self.working_time if self.working_time is not None else -1,
             selfTradePreventionMode="EXPIRE_MAKER",
         )
+        if self.type == "STOP_LOSS_LIMIT":
+            data["stopPrice"] = fmt(self.stop_price)
         if resp_type == "FULL":
             data["fills"] = [
                 {
@@ -188,7 +196,8 @@ class Exchange:
     def reset(self) -> None:
         self.accounts: dict[str, Account] = {}
         self.orders: dict[int, Order] = {}
-        self.open_orders: dict[int, Order] = {}
+        self.open_orders: dict[int, Order] = {}  # in the book (limits, triggered stops)
+        self.stop_orders: dict[int, Order] = {}  # stops waiting for their trigger
         self.trades: dict[str, list[Trade]] = defaultdict(list)
         self.client_ids: dict[tuple[str, str, str], int] = {}  # (account, symbol, clientOrderId) -> orderId
         self.orders_by_client_id: dict[str, int] = defaultdict(int)  # accepted orders per client order id
@@ -241,7 +250,7 @@ class Exchange:
         if order_type not in ORDER_TYPES:
             raise (
                 errors.invalid_order_type()
-                if order_type not in {"STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"}
+                if order_type not in {"STOP_LOSS", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"}
                 else errors.order_rejected("This order type is not supported by the simulator.")
             )
         client_id = params.get("newClientOrderId") or f"sim-{next(self._order_ids)}"
@@ -254,6 +263,7 @@ class Exchange:
 
         price = ZERO
         quote_qty = ZERO
+        stop_price = ZERO
         tif = ""
         if order_type == "MARKET":
             crosses = True
@@ -282,10 +292,22 @@ class Exchange:
                 raise errors.missing_param("timeInForce")
             if order_type == "LIMIT" and tif not in TIME_IN_FORCE:
                 raise errors.BinanceError(400, -1115, "Invalid timeInForce.")
+            if order_type == "STOP_LOSS_LIMIT" and not tif:
+                raise errors.missing_param("timeInForce")
             rules.check_price(price)
             rules.check_lot(qty, market=False)
             rules.check_notional(qty * price, market=False)
             crosses = price >= ask if side == "BUY" else price <= bid
+            if order_type == "STOP_LOSS_LIMIT":
+                stop_param = decimal_param(params, "stopPrice")
+                assert stop_param is not None
+                stop_price = stop_param
+                rules.check_price(stop_price)
+                last = Decimal(str(symbol.price_at(now)))
+                # a sell stop triggers when the price falls to it, a buy stop when it rises to it
+                if (side == "SELL" and last <= stop_price) or (side == "BUY" and last >= stop_price):
+                    raise errors.order_rejected("Order would trigger immediately.")
+                crosses = False
             if order_type == "LIMIT_MAKER" and crosses:
                 raise errors.order_rejected("Order would immediately match and take.")
             fill_price = (ask if side == "BUY" else bid) if crosses else price
@@ -297,6 +319,7 @@ class Exchange:
             raise errors.insufficient_balance()
         if test:
             return Order(account_name, symbol.id, 0, client_id, side, order_type, tif, price, qty, quote_qty, now)
+        working = None if order_type == "STOP_LOSS_LIMIT" else now
 
         order = Order(
             account=account_name,
@@ -311,6 +334,8 @@ class Exchange:
             orig_quote_qty=quote_qty,
             time=now,
             update_time=now,
+            stop_price=stop_price,
+            working_time=working,
         )
         wallet.free -= need
         wallet.locked += need
@@ -320,7 +345,9 @@ class Exchange:
         self.orders_by_client_id[client_id] += 1
         account.update_time = now
 
-        if crosses:
+        if order_type == "STOP_LOSS_LIMIT":
+            self.stop_orders[order.order_id] = order
+        elif crosses:
             self._fill(order, symbol, fill_price, now, maker=False)
         elif tif in {"IOC", "FOK"}:
             self._release(order)
@@ -389,23 +416,43 @@ class Exchange:
         self.open_orders.pop(order.order_id, None)
 
     def match(self, now: int) -> None:
-        """Fill resting limit orders whose price the replay path reached since the last match."""
-        since = self._last_match_ms if self._last_match_ms is not None and self._last_match_ms <= now else now
+        """Trigger stops and fill resting limit orders whose price the replay path reached since the last match."""
+        last = self._last_match_ms
+        since = last if last is not None and last <= now else None  # None: look from each order's start
         self._last_match_ms = now
+        for order in list(self.stop_orders.values()):
+            self._trigger_stop(order, order.time if since is None else max(order.time, since), now)
         if not self.open_orders:
             return
         ranges: dict[str, tuple[float, float]] = {}
         for order in list(self.open_orders.values()):
             symbol = self.market.by_id[order.symbol]
-            if order.symbol not in ranges:
-                ranges[order.symbol] = symbol.path_range(since, now)
-            low, high = ranges[order.symbol]
-            start = max(order.time, since)
-            if start != since:
+            start = order.working_since if since is None else max(order.working_since, since)
+            if start == since:
+                if order.symbol not in ranges:
+                    ranges[order.symbol] = symbol.path_range(since, now)
+                low, high = ranges[order.symbol]
+            else:
                 low, high = symbol.path_range(start, now)
             price = float(order.price)
             if (order.side == "BUY" and low <= price) or (order.side == "SELL" and high >= price):
                 self._fill(order, symbol, order.price, now, maker=True)
+
+    def _trigger_stop(self, order: Order, start: int, now: int) -> None:
+        symbol = self.market.by_id[order.symbol]
+        at = symbol.first_crossing(start, now, float(order.stop_price), falling=order.side == "SELL")
+        if at is None:
+            return
+        del self.stop_orders[order.order_id]
+        order.working_time = at
+        order.update_time = at
+        bid, ask = self.book(symbol, at)
+        if order.side == "SELL" and bid >= order.price:
+            self._fill(order, symbol, bid, at, maker=False)
+        elif order.side == "BUY" and ask <= order.price:
+            self._fill(order, symbol, ask, at, maker=False)
+        else:
+            self.open_orders[order.order_id] = order  # rests at its limit from the trigger on
 
     def find(self, account: str, params: dict[str, str]) -> Order:
         symbol = self._symbol_param(params)
@@ -444,6 +491,7 @@ class Exchange:
         order.status = "CANCELED"
         order.update_time = now
         self.open_orders.pop(order.order_id, None)
+        self.stop_orders.pop(order.order_id, None)
         return order
 
     def _symbol_param(self, params: dict[str, str]) -> SymbolMarket:

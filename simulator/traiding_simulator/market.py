@@ -240,6 +240,49 @@ class SymbolMarket:
                     lo, hi = min(lo, value), max(hi, value)
         return lo, hi
 
+    def first_crossing(self, t0: int, t1: int, price: float, *, falling: bool) -> int | None:
+        """The first time in [t0, t1] at which the path is at or below `price` (`falling`), or at or above it;
+        None if it never gets there. A stop order triggers at exactly this replay time."""
+        if t1 < t0:
+            return None
+        c = self.base.candles
+        reached = c.low <= price if falling else c.high >= price
+        j0, j1 = self._locate(t0), self._locate(t1)
+        candidates = [j0] if j0 >= 0 else []
+        later = np.flatnonzero(reached[max(j0 + 1, 0) : j1 + 1])
+        if len(later):
+            candidates.append(max(j0 + 1, 0) + int(later[0]))
+        for j in candidates:
+            found = self._crossing_in_candle(j, t0, t1, price, falling)
+            if found is not None:
+                return found
+        if j0 >= 0 and int(c.time[j0]) + self.base.interval_ms <= t0:  # t0 in a gap: the price is the last close
+            close = float(c.close[j0])
+            if (close <= price) if falling else (close >= price):
+                return t0
+        return None
+
+    def _crossing_in_candle(self, j: int, t0: int, t1: int, price: float, falling: bool) -> int | None:
+        start, dt = int(self.base.candles.time[j]), self.base.interval_ms
+        points = self._points(j)
+        for k in range(3):
+            seg_start, seg_end = start + (dt * k) // 3, start + (dt * (k + 1)) // 3
+            lo, hi = max(seg_start, t0), min(seg_end, t1)
+            if lo > hi:
+                continue
+            a, b = points[k], points[k + 1]
+
+            def at(t: int, a: float = a, b: float = b, s: int = seg_start, e: int = seg_end) -> float:
+                return a + (b - a) * (t - s) / max(e - s, 1)
+
+            p_lo, p_hi = at(lo), at(hi)
+            if (p_lo <= price) if falling else (p_lo >= price):
+                return lo
+            if (p_hi <= price) if falling else (p_hi >= price):
+                # linear in between: the moment it reaches `price`, rounded up to the next millisecond
+                return min(hi, lo + math.ceil((p_lo - price) / (p_lo - p_hi) * (hi - lo)))
+        return None
+
     def _partial_ohlcv(self, series: Series, i: int, now: int) -> tuple[float, float, float, float, float]:
         """The candle `i` of `series` as it looks at `now` (built from the base series)."""
         start = int(series.candles.time[i])

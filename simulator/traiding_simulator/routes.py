@@ -401,8 +401,10 @@ def cancel_order(ctx: Ctx) -> Any:
 
 
 def _account_orders(ctx: Ctx, symbol_id: str | None, only_open: bool) -> list[Order]:
-    source = ctx.state.exchange.open_orders if only_open else ctx.state.exchange.orders
-    return [o for o in source.values() if o.account == ctx.account and (symbol_id is None or o.symbol == symbol_id)]
+    exchange = ctx.state.exchange
+    source = {**exchange.open_orders, **exchange.stop_orders} if only_open else exchange.orders
+    found = [o for o in source.values() if o.account == ctx.account and (symbol_id is None or o.symbol == symbol_id)]
+    return sorted(found, key=lambda o: o.order_id)
 
 
 def open_orders(ctx: Ctx) -> Any:

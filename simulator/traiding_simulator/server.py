@@ -247,12 +247,18 @@ def do_reset(state: SimState, _body: Any) -> dict[str, Any]:
     return {"reset": True, "clock": state.clock_view()}
 
 
+async def _orders_handler(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    return _json_response(state.orders_view(request.query.get("account", "main")))
+
+
 def build_app(state: SimState) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
     app[STATE_KEY] = state
     for endpoint in ENDPOINTS:
         app.router.add_route(endpoint.method, endpoint.path, _endpoint_handler(endpoint))
     app.router.add_get("/_sim/stats", _control(lambda s, _b: s.stats_view()))
+    app.router.add_get("/_sim/orders", _orders_handler)
     app.router.add_get("/_sim/clock", _control(lambda s, _b: s.clock_view()))
     app.router.add_post("/_sim/clock", _control(apply_clock))
     app.router.add_get("/_sim/faults", _control(lambda s, b: apply_faults(s, {})))
@@ -312,6 +318,9 @@ class Simulator:
     # --- the control API, in process
     def stats(self) -> dict[str, Any]:
         return self.state.stats_view()
+
+    def orders(self, account: str = "main") -> list[dict[str, Any]]:
+        return self.state.orders_view(account)
 
     def set_faults(self, faults: FaultConfig | None = None, **changes: Any) -> None:
         """Replace the random faults (`faults`) or change some fields (`latency_ms=50, error_rate=0.1`)."""
@@ -410,6 +419,9 @@ class ThreadedSimulator:
 
     def stats(self) -> dict[str, Any]:
         return self._on_loop(lambda s: s.stats())
+
+    def orders(self, account: str = "main") -> list[dict[str, Any]]:
+        return self._on_loop(lambda s: s.orders(account))
 
     def set_faults(self, faults: FaultConfig | None = None, **changes: Any) -> None:
         self._on_loop(lambda s: s.set_faults(faults, **changes))

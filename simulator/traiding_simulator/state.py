@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from decimal import Decimal
 from typing import Any
 
 from traiding_simulator.auth import KeyStore
@@ -89,6 +90,21 @@ class SimState:
             "data_ended": self.replay.now_ms() >= self.market.end_ms,
         }
 
+    def orders_view(self, account: str) -> list[dict[str, Any]]:
+        """Every order of `account` as the exchange holds it, with its fills' commission per asset (matched up to
+        the replay's now first, as any exchange request would be)."""
+        self.exchange.match(self.replay.now_ms())
+        out = []
+        for order in sorted(self.exchange.orders.values(), key=lambda o: o.order_id):
+            if order.account != account:
+                continue
+            commission: dict[str, str] = {}
+            for fill in order.fills:
+                total = Decimal(commission.get(fill.commission_asset, "0")) + fill.commission
+                commission[fill.commission_asset] = str(total)
+            out.append({**order.to_json(), "commission": commission})
+        return out
+
     def stats_view(self) -> dict[str, Any]:
         ex = self.exchange
         return {
@@ -99,7 +115,7 @@ class SimState:
             "orders_by_client_order_id": dict(ex.orders_by_client_id),
             "order_attempts_by_client_order_id": dict(ex.order_attempts_by_client_id),
             "orders_total": len(ex.orders),
-            "open_orders": len(ex.open_orders),
+            "open_orders": len(ex.open_orders) + len(ex.stop_orders),
             "trades_total": sum(len(t) for t in ex.trades.values()),
             "weight_used": self.limiter.used_by_ip(),
             "weight_used_now": max(self.limiter.used_by_ip().values(), default=0),

@@ -7,6 +7,7 @@ orders per client order id), not our side's view.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -255,7 +256,7 @@ async def test_order_answer_lost_after_acceptance_never_leads_to_a_second_order(
     sim: Simulator, hub: ExchangeHub, action: str
 ) -> None:
     exchange = connect(hub, sim)
-    coid = client_order_id("run-lost-answer", 0)
+    coid = client_order_id("run-lost-answer", "0")
     try:
         await exchange.load_markets()
         sim.add_fault_rule(method="POST", path="/api/v3/order", action=action, hang_ms=5000)
@@ -268,6 +269,9 @@ async def test_order_answer_lost_after_acceptance_never_leads_to_a_second_order(
     assert order.client_order_id == coid
     assert order.status == "closed"
     assert order.filled == pytest.approx(0.001)
+    # Read back by its id, the order carries no fills: the commission comes from the account's trades.
+    assert order.fee_in("BTC") == pytest.approx(0.001 * 0.001)
+    assert stats["requests_by_endpoint"]["GET /api/v3/myTrades"] == 1
     assert stats["orders_by_client_order_id"][coid] == 1
     assert stats["orders_total"] == 1
     assert stats["faults_injected"], "the fault must actually have fired"
@@ -277,7 +281,7 @@ async def test_order_lost_before_reaching_the_exchange_is_not_sent_again_blindly
     sim: Simulator, hub: ExchangeHub
 ) -> None:
     exchange = connect(hub, sim)
-    coid = client_order_id("run-lost-request", 3)
+    coid = client_order_id("run-lost-request", "3")
     try:
         await exchange.load_markets()
         sim.add_fault_rule(method="POST", path="/api/v3/order", action="drop_before")
@@ -342,3 +346,43 @@ async def test_connections_are_shared_and_closed_with_the_last_handle(sim: Simul
     assert hub.open_connections() == 1
     await other_key.close()
     assert hub.open_connections() == 0
+
+
+async def test_a_stop_loss_limit_rests_on_the_exchange_and_fills_when_the_replay_crosses_it(
+    tmp_path: Path, hub: ExchangeHub
+) -> None:
+    minute = 60_000
+    start = 1_700_000_000_000 // minute * minute
+    rows = [[start + i * minute, 100.0, 100.2, 99.9, 100.0, 5.0] for i in range(60)]
+    rows += [[start + (60 + i) * minute, 100.0, 100.1, 90.0 if i == 5 else 99.8, 100.0, 5.0] for i in range(30)]
+    path = tmp_path / "BTC_USDT-1m.json"
+    path.write_text(json.dumps(rows))
+    cfg = config(data=[DataSource(path=path)], start=start + 30 * minute, speed=0.0)
+    async with run_simulator(cfg) as simulator:
+        exchange = connect(hub, simulator)
+        try:
+            assert await exchange.supports_protective_stops("BTC/USDT")
+            request = OrderRequest(
+                symbol="BTC/USDT",
+                side="sell",
+                type="stop_loss_limit",
+                amount=0.2,
+                price=94.0,
+                stop_price=95.0,
+                client_order_id=client_order_id("run-stop", "0"),
+            )
+            placed = await exchange.create_order(request)
+            assert (placed.type, placed.status, placed.stop_price, placed.price) == (
+                "stop_loss_limit",
+                "open",
+                95.0,
+                94.0,
+            )
+            simulator.set_clock(replay_time=start + 80 * minute)  # the dip at minute 65 is behind us
+            filled = await exchange.fetch_order("BTC/USDT", client_order_id=request.client_order_id)
+        finally:
+            await exchange.close()
+    assert filled.status == "closed" and filled.filled == pytest.approx(0.2)
+    assert 94.0 <= (filled.average or 0) <= 95.0  # the bid as the path crossed the stop, above the limit
+    assert start + 65 * minute < (filled.last_trade_timestamp or 0) < start + 66 * minute
+    assert filled.fee_in("USDT") == pytest.approx(filled.cost * 0.001, rel=1e-6)

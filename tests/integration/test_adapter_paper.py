@@ -39,7 +39,7 @@ async def test_paper_fills_at_live_prices_and_never_touches_the_account() -> Non
                     side="buy",
                     type="market",
                     amount=amount,
-                    client_order_id=client_order_id("paper-run", 0),
+                    client_order_id=client_order_id("paper-run", "0"),
                 )
             )
             sell = await paper.create_order(
@@ -48,7 +48,7 @@ async def test_paper_fills_at_live_prices_and_never_touches_the_account() -> Non
                     side="sell",
                     type="market",
                     amount=amount,
-                    client_order_id=client_order_id("paper-run", 1),
+                    client_order_id=client_order_id("paper-run", "1"),
                 )
             )
             balances = await paper.fetch_balances()

@@ -27,7 +27,12 @@ pytestmark = [pytest.mark.k8s, pytest.mark.usefixtures("crd_installed")]
 
 GROUP, VERSION, PLURAL = "traiding.io", "v1alpha1", "tradingruns"
 KEY, SECRET = "operator-key-1", "operator-secret-value-9f3b"
-RUN_TIMEOUT = 240.0  # a 6h session at 3000x trades for ~7 s; the rest is data, backtest and API checks
+RUN_TIMEOUT = 240.0
+FINAL = (
+    "Succeeded",
+    "Failed",
+    "Cancelled",
+)  # a 6h session at 3000x trades for ~7 s; the rest is data, backtest and API checks
 
 
 class OperatorThread:
@@ -47,7 +52,6 @@ class OperatorThread:
             asyncio.run(
                 run_operator(
                     namespaces=[self.namespace],
-                    standalone=True,
                     stop_flag=self.stop_flag,
                     ready_flag=self.ready_flag,
                 )
@@ -276,7 +280,7 @@ def test_a_run_continues_after_an_operator_restart_without_restarting_its_sessio
 
         def trading_with_orders(obj: dict[str, Any]) -> bool:
             session = obj.get("status", {}).get("checkpoint", {}).get("session", {})
-            return phase_is("Trading")(obj) and int(session.get("seq", 0)) >= 1
+            return phase_is("Trading")(obj) and len(session.get("orders", {})) >= 1
 
         trading = wait_for_run(k8s_api, k8s_namespace, "eth-restart", trading_with_orders, "order in the session")
     finally:
@@ -295,9 +299,10 @@ def test_a_run_continues_after_an_operator_restart_without_restarting_its_sessio
     assert done["status"]["phase"] == "Succeeded", describe(done)
     session = done["status"]["checkpoint"]["session"]
     assert session["started_ms"] == started_ms  # the session was continued, not started again
-    order_ids = [order["client_order_id"] for order in session["paper"]["orders"]]
-    assert len(order_ids) == session["seq"] > int(trading["status"]["checkpoint"]["session"]["seq"])
-    assert len(set(order_ids)) == len(order_ids)
+    booked = set(session["orders"])
+    assert booked > set(trading["status"]["checkpoint"]["session"]["orders"])  # it went on trading
+    paper_filled = {order["client_order_id"] for order in session["paper"]["orders"] if order["filled"] > 0}
+    assert paper_filled == booked  # the paper account and the books agree, order for order
     assert len(wait_for_events(k8s_api, k8s_namespace, "eth-restart", "SessionStarted", 1)) == 1
     filled = [message_of(e) for e in run_events(k8s_api, k8s_namespace, "eth-restart") if e.reason == "OrderFilled"]
     posted_ids = [m for m in (re.search(r"client order id (\S+)\)", message) for message in filled) if m]
@@ -402,3 +407,33 @@ def test_the_cancel_annotation_cancels_a_trading_run(
     assert status["phases"]["Trading"]["state"] == "Cancelled"
     assert "Reporting" not in status["phases"]
     assert conditions(done)["Ready"]["status"] == "False"
+
+
+def test_an_exchange_id_ccxt_does_not_know_fails_the_run_naming_it(
+    operator: OperatorThread, simulator: ThreadedSimulator, k8s_api: Any, k8s_namespace: str
+) -> None:
+    create_run(k8s_api, k8s_namespace, manifest("eth-noexchange", simulator, **{"exchange.id": "nosuchexchange"}))
+    done = wait_for_run(k8s_api, k8s_namespace, "eth-noexchange", phase_is(*FINAL), "final phase", timeout=60)
+    status = done["status"]
+    assert (status["phase"], status["reason"]) == ("Failed", "UnknownExchange"), describe(done)
+    assert "unknown exchange id 'nosuchexchange'" in status["message"]
+
+
+def test_a_run_whose_step_keeps_failing_ends_failed_with_the_reason_after_bounded_retries(
+    operator_env: None, simulator: ThreadedSimulator, k8s_api: Any, k8s_namespace: str
+) -> None:
+    create_run(k8s_api, k8s_namespace, manifest("eth-broken", simulator))
+    body = get_run(k8s_api, k8s_namespace, "eth-broken")
+    # A status no step can work with (a backtest without the data check's window): every step raises.
+    body["status"] = {"phase": "Backtest", "phases": {"Backtest": {"state": "Running"}}}
+    objects(k8s_api).replace_namespaced_custom_object_status(GROUP, VERSION, k8s_namespace, PLURAL, "eth-broken", body)
+    running = OperatorThread(k8s_namespace).start()
+    try:
+        done = wait_for_run(k8s_api, k8s_namespace, "eth-broken", phase_is(*FINAL), "final phase", timeout=120)
+    finally:
+        running.stop()
+    status = done["status"]
+    assert (status["phase"], status["reason"]) == ("Failed", "OperatorError"), describe(done)
+    assert "failed 5 times in a row" in status["message"] and "no history window" in status["message"]
+    [warning] = wait_for_events(k8s_api, k8s_namespace, "eth-broken", "OperatorError", 1)
+    assert warning.type == "Warning"

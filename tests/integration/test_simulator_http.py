@@ -222,3 +222,17 @@ def test_threaded_simulator_serves_synchronous_callers() -> None:
         sim.set_faults(maintenance=True)
         assert sim.stats()["maintenance"] is True
         assert sim.stats()["requests_by_endpoint"] == {"GET /api/v3/ping": 1}
+
+
+async def test_the_orders_of_an_account_with_their_commission(sim: Simulator, http: aiohttp.ClientSession) -> None:
+    params = {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01", "timestamp": now_ms()}
+    params["newClientOrderId"] = "listed-1"
+    status, _, _ = await call(http, "POST", f"{sim.base_url}/api/v3/order", body=signed_query(params))
+    assert status == 200
+    status, orders, _ = await call(http, "GET", f"{sim.base_url}/_sim/orders?account=main", key=None)
+    assert status == 200
+    [order] = orders
+    assert (order["clientOrderId"], order["status"], order["executedQty"]) == ("listed-1", "FILLED", "0.01000000")
+    assert order["commission"] == {"BTC": "0.00001000"}
+    _, others, _ = await call(http, "GET", f"{sim.base_url}/_sim/orders?account=nobody", key=None)
+    assert others == []

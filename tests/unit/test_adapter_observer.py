@@ -115,7 +115,6 @@ def order(status: str, filled: float) -> Order:
         price=None,
         average=None,
         cost=0.0,
-        fee=None,
         timestamp=None,
     )
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
+from traiding.domain.candles import Candles
 from traiding_adapters.client_ids import client_order_id
 from traiding_adapters.errors import InsufficientFunds, InvalidOrder, OrderNotFound
 from traiding_adapters.exchange import OrderBook, OrderRequest, Ticker
@@ -38,7 +40,7 @@ def market_order(side: str, amount: float, seq: int) -> OrderRequest:
         side=side,
         type="market",
         amount=amount,
-        client_order_id=client_order_id("run-1", seq),
+        client_order_id=client_order_id("run-1", str(seq)),
     )
 
 
@@ -54,8 +56,7 @@ async def test_market_buy_pays_price_slippage_and_fee() -> None:
     assert order.status == "closed"
     assert order.filled == pytest.approx(0.5)
     assert order.average == pytest.approx(expected_price)
-    assert order.fee is not None
-    assert order.fee.cost == pytest.approx(0.5 * expected_price * 0.001)
+    assert order.fee_in("USDT") == pytest.approx(0.5 * expected_price * 0.001)
     balances = await paper.fetch_balances()
     assert balances["BTC"].free == pytest.approx(0.5)
     assert balances["USDT"].free == pytest.approx(10_000 - 0.5 * expected_price * 1.001)
@@ -160,7 +161,12 @@ async def test_a_restored_snapshot_continues_exactly_where_the_account_was() -> 
     for i in range(5):
         await original.create_order(market_order("buy", 0.4, i))
     limit = OrderRequest(
-        symbol="BTC/USDT", side="buy", type="limit", amount=0.1, price=50.0, client_order_id=client_order_id("run-1", 9)
+        symbol="BTC/USDT",
+        side="buy",
+        type="limit",
+        amount=0.1,
+        price=50.0,
+        client_order_id=client_order_id("run-1", "9"),
     )
     await original.create_order(limit)  # rests, reserving funds
     saved = json.loads(json.dumps(original.snapshot()))  # what the checkpoint stores
@@ -193,10 +199,106 @@ async def test_a_snapshot_keeps_open_orders_and_only_the_recent_finished_ones() 
         type="limit",
         amount=0.1,
         price=1.0,
-        client_order_id=client_order_id("run-1", 999),
+        client_order_id=client_order_id("run-1", "999"),
     )
     await paper.create_order(resting)
     kept = {o["client_order_id"] for o in paper.snapshot()["orders"]}
     assert resting.client_order_id in kept
     assert len(kept) == KEPT_FINISHED_ORDERS + 1
-    assert client_order_id("run-1", 119) in kept and client_order_id("run-1", 0) not in kept
+    assert client_order_id("run-1", "119") in kept and client_order_id("run-1", "0") not in kept
+
+
+class CandleMarket(FakeMarket):
+    """Market data with candles: the broker replays a resting stop against them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 1_000 * 60_000
+        self.rows: list[tuple[int, float, float, float]] = []  # (time, open, low, high)
+
+    async def fetch_ticker(self, symbol: str) -> Ticker:
+        ticker = await super().fetch_ticker(symbol)
+        return ticker.model_copy(update={"timestamp": self.now})
+
+    async def fetch_ohlcv(self, symbol: str, timeframe: str, since_ms: int, until_ms: int) -> Candles:
+        rows = [r for r in self.rows if since_ms <= r[0] < until_ms]
+        t, o, lo, h = (np.array([r[i] for r in rows]) for i in range(4))
+        return Candles(
+            t.astype(np.int64), o.astype(float), h.astype(float), lo.astype(float), o.astype(float), np.ones(len(rows))
+        )
+
+
+def stop_order(stop: float, limit: float, amount: float = 1.0, coid: str = "stop-1") -> OrderRequest:
+    return OrderRequest(
+        symbol="BTC/USDT",
+        side="sell",
+        type="stop_loss_limit",
+        amount=amount,
+        price=limit,
+        stop_price=stop,
+        client_order_id=coid,
+    )
+
+
+async def holding(market: FakeMarket) -> PaperBroker:
+    paper = PaperBroker(market, {"USDT": 0.0, "BTC": 1.0}, PaperSettings(fee_rate=0.001, slippage_bps=0))
+    return paper
+
+
+async def test_a_stop_rests_reserving_its_amount_until_the_price_reaches_it() -> None:
+    market = FakeMarket()
+    paper = await holding(market)
+    placed = await paper.create_order(stop_order(95.0, 94.0))
+    assert (placed.status, placed.stop_price) == ("open", 95.0)
+    assert (await paper.fetch_balances())["BTC"].free == pytest.approx(0.0)
+    assert (await paper.fetch_order("BTC/USDT", client_order_id="stop-1")).status == "open"
+    market.bid, market.ask = 94.5, 95.5  # through the stop, above the limit
+    filled = await paper.fetch_order("BTC/USDT", client_order_id="stop-1")
+    assert filled.status == "closed"
+    assert filled.average == pytest.approx(94.5)
+    balances = await paper.fetch_balances()
+    assert balances["USDT"].free == pytest.approx(94.5 * 0.999)
+    assert balances["BTC"].total == pytest.approx(0.0)
+
+
+async def test_a_stop_fills_at_the_candle_that_crossed_it_while_nobody_asked() -> None:
+    market = CandleMarket()
+    paper = await holding(market)
+    await paper.create_order(stop_order(95.0, 94.0))
+    minute = 60_000
+    market.rows = [(market.now + k * minute, 100.0, 99.0, 101.0) for k in range(1, 5)]
+    market.rows.append((market.now + 5 * minute, 99.0, 90.0, 99.5))  # through the stop (and the limit)
+    market.rows.append((market.now + 6 * minute, 96.0, 95.5, 97.0))
+    market.now += 7 * minute  # back above the stop by the time anyone looks
+    filled = await paper.fetch_order("BTC/USDT", client_order_id="stop-1")
+    assert filled.status == "closed"
+    assert filled.average == pytest.approx(95.0)  # at the stop, not at the candle's low
+    assert filled.last_trade_timestamp == market.rows[4][0]
+
+
+async def test_a_stop_that_gaps_below_its_limit_rests_as_a_limit_sell() -> None:
+    market = CandleMarket()
+    paper = await holding(market)
+    await paper.create_order(stop_order(95.0, 94.0))
+    minute = 60_000
+    market.rows = [(market.now + minute, 92.0, 91.0, 93.0)]  # opens below the limit
+    market.now += 2 * minute
+    market.bid, market.ask = 92.0, 93.0
+    assert (await paper.fetch_order("BTC/USDT", client_order_id="stop-1")).status == "open"
+    restored = PaperBroker(market, {}, PaperSettings(fee_rate=0.001, slippage_bps=0))
+    restored.restore(json.loads(json.dumps(paper.snapshot())))  # triggered state survives a restart
+    market.rows.append((market.now + minute, 93.0, 92.5, 94.5))  # climbs back through the limit
+    market.now += 2 * minute
+    filled = await restored.fetch_order("BTC/USDT", client_order_id="stop-1")
+    assert filled.status == "closed"
+    assert filled.average == pytest.approx(94.0)
+
+
+async def test_stops_that_would_trigger_now_or_buy_are_refused() -> None:
+    paper = await holding(FakeMarket())
+    with pytest.raises(InvalidOrder, match="triggers now"):
+        await paper.create_order(stop_order(100.0, 99.0))
+    buy = stop_order(105.0, 106.0).model_copy(update={"side": "buy"})
+    with pytest.raises(InvalidOrder, match="sells only"):
+        await paper.create_order(buy)
+    assert paper.late_order_window_ms == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -81,6 +82,15 @@ def test_waits_between_steps() -> None:
 
 
 def test_config_from_the_environment() -> None:
-    config = OperatorConfig.from_env({"TRAIDING_SIMULATOR_URL": "http://sim:8080", "TRAIDING_CACHE_DIR": "/cache"})
-    assert config == OperatorConfig("http://sim:8080", Path("/cache"))
+    env = {
+        "TRAIDING_SIMULATOR_URL": "http://sim:8080",
+        "TRAIDING_CACHE_DIR": "/cache",
+        "TRAIDING_OPERATOR_IDENTITY": "pod-a",
+    }
+    assert OperatorConfig.from_env(env) == OperatorConfig("http://sim:8080", Path("/cache"), "pod-a")
     assert OperatorConfig.from_env({}).simulator_url is None
+
+
+def test_two_processes_never_share_a_default_identity() -> None:
+    first, second = OperatorConfig.from_env({}).identity, OperatorConfig.from_env({}).identity
+    assert first != second and first.startswith(socket.gethostname())

@@ -163,3 +163,14 @@ def test_a_live_run_has_its_approval_step() -> None:
     for status in statuses(["Pending", "DataCheck", "Backtest", "ApiCheck", "AwaitingApproval", "Trading"], []):
         progress.update(status)
     assert "[4/6] AwaitingApproval" in stream.getvalue() and "[5/6] Trading" in stream.getvalue()
+
+
+def test_an_exchange_id_ccxt_does_not_know_is_a_clear_error_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = yaml.safe_load((REPO / "examples" / "dry-run.yaml").read_text())
+    document["spec"]["exchange"] = {"id": "nosuchexchange", "simulator": {"url": "http://127.0.0.1:9"}}
+    manifest = tmp_path / "run.yaml"
+    manifest.write_text(yaml.safe_dump(document))
+    assert main(["run", str(manifest), "-o", str(tmp_path / "out"), "-q"]) == 2
+    assert "spec.exchange.id: unknown exchange id 'nosuchexchange'" in capsys.readouterr().err

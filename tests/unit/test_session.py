@@ -1,13 +1,15 @@
 """The trading session on a scripted market: signals to orders, stops, degraded exchange, lost answers, resume.
 
 The market is a small in-memory exchange whose candles the test scripts; orders go through the real
-paper broker. (The real ccxt client against the simulator is covered in tests/integration.)
+paper broker. (The real ccxt client against the simulator is covered in tests/integration.) The order life
+cycle's own cases (write-ahead intents, reconciliation, fees, dust) are in test_order_lifecycle.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from traiding_adapters.client_ids import client_order_id
 from traiding_adapters.errors import (
     AuthenticationFailed,
     CircuitOpen,
+    ClockSkewError,
     ExchangeUnavailable,
     InvalidOrder,
     OrderOutcomeUnknown,
@@ -39,54 +42,66 @@ SYMBOL = "ETH/USDT"
 
 
 class ScriptedMarket:
-    """Candles revealed one at a time; the newest visible candle is still forming."""
+    """Candles revealed one at a time (the same count for every symbol); the newest visible one is forming."""
 
     exchange_id = "scripted"
     circuit_state = "closed"
 
-    def __init__(self, closes: list[float], lows: dict[int, float] | None = None, visible: int = 12) -> None:
-        self.close = np.asarray(closes, dtype=np.float64)
-        self.low = self.close * 0.999
+    def __init__(
+        self,
+        closes: list[float] | dict[str, list[float]],
+        lows: dict[int, float] | None = None,
+        visible: int = 12,
+    ) -> None:
+        by_symbol = closes if isinstance(closes, dict) else {SYMBOL: closes}
+        self.close = {s: np.asarray(c, dtype=np.float64) for s, c in by_symbol.items()}
+        self.low = {s: c * 0.999 for s, c in self.close.items()}
         for index, low in (lows or {}).items():
-            self.low[index] = low
+            self.low[SYMBOL][index] = low
         self.visible = visible
         self.fail_next: int = 0
         self.ohlcv_error: Exception | None = None
+        self.ohlcv_hang = False
 
     def advance(self, candles: int = 1) -> None:
-        self.visible = min(self.visible + candles, len(self.close))
+        self.visible = min([self.visible + candles, *(len(c) for c in self.close.values())])
 
     def _check(self) -> None:
         if self.fail_next:
             self.fail_next -= 1
             raise ExchangeUnavailable("scripted: 503 from the exchange")
 
-    @property
-    def price(self) -> float:
-        return float(self.close[self.visible - 1])
+    def price(self, symbol: str = SYMBOL) -> float:
+        return float(self.close[symbol][self.visible - 1])
 
     async def load_markets(self) -> dict[str, Market]:
-        return {SYMBOL: Market(symbol=SYMBOL, base="ETH", quote="USDT", min_notional=5.0, step_size=0.0001)}
+        return {
+            s: Market(symbol=s, base=s.split("/")[0], quote="USDT", min_notional=5.0, step_size=0.0001, tick_size=0.01)
+            for s in self.close
+        }
 
     async def fetch_ticker(self, symbol: str) -> Ticker:
         self._check()
         now = T0 + (self.visible - 1) * TF + TF // 2
-        return Ticker(symbol=symbol, timestamp=now, bid=self.price - 0.01, ask=self.price + 0.01, last=self.price)
+        price = self.price(symbol)
+        return Ticker(symbol=symbol, timestamp=now, bid=price - 0.01, ask=price + 0.01, last=price)
 
     async def fetch_order_book(self, symbol: str, limit: int = 100) -> OrderBook:
         self._check()
-        return OrderBook(
-            symbol=symbol, timestamp=None, bids=((self.price - 0.01, 1e6),), asks=((self.price + 0.01, 1e6),)
-        )
+        price = self.price(symbol)
+        return OrderBook(symbol=symbol, timestamp=None, bids=((price - 0.01, 1e6),), asks=((price + 0.01, 1e6),))
 
     async def fetch_ohlcv(self, symbol: str, timeframe: str, since_ms: int, until_ms: int) -> Candles:
         self._check()
+        if self.ohlcv_hang:
+            await asyncio.sleep(3600)
         if self.ohlcv_error is not None:
             raise self.ohlcv_error
         times = T0 + np.arange(self.visible, dtype=np.int64) * TF
         keep = (times >= since_ms) & (times < until_ms)
-        close = self.close[: self.visible][keep]
-        return Candles(times[keep], close, close * 1.001, self.low[: self.visible][keep], close, np.ones(close.size))
+        close = self.close[symbol][: self.visible][keep]
+        low = self.low[symbol][: self.visible][keep]
+        return Candles(times[keep], close, close * 1.001, low, close, np.ones(close.size))
 
     async def server_time(self) -> int:
         return T0 + self.visible * TF
@@ -99,7 +114,7 @@ class AnswerLostBroker(PaperBroker):
     refuse_sells = False
 
     async def create_order(self, request: OrderRequest) -> Order:
-        if request.side == "sell" and self.refuse_sells:
+        if request.side == "sell" and request.type == "market" and self.refuse_sells:
             raise CircuitOpen("scripted: circuit open, nothing sent", last_error="503")
         order = await super().create_order(request)
         if self.lose_next:
@@ -108,20 +123,29 @@ class AnswerLostBroker(PaperBroker):
         return order
 
 
-def make_context(
-    market: ScriptedMarket, tmp_path: Path, **risk: Any
-) -> tuple[RunContext, MemorySink, AnswerLostBroker]:
-    spec = TradingRunSpec.model_validate(
+def spec_of(symbols: list[str] | None = None, **risk: Any) -> TradingRunSpec:
+    return TradingRunSpec.model_validate(
         {
-            "market": {"symbols": [SYMBOL], "timeframe": "5m"},
+            "market": {"symbols": symbols or [SYMBOL], "timeframe": "5m"},
             "strategy": {"name": "sma-crossover", "params": {"fast": 2, "slow": 4}},
             "risk": {"maxPositionFraction": 0.5, **risk},
             "costs": {"feeRate": 0.001, "slippagePct": 0.0},
             "session": {"duration": "2h"},
         }
     )
+
+
+def make_context(
+    market: ScriptedMarket, tmp_path: Path, symbols: list[str] | None = None, **risk: Any
+) -> tuple[RunContext, MemorySink, AnswerLostBroker]:
+    spec = spec_of(symbols, **risk)
     sink = MemorySink()
-    broker = AnswerLostBroker(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0.001, slippage_bps=0))
+    bases = {s.split("/")[0]: 0.0 for s in spec.market.symbols}
+    broker = AnswerLostBroker(
+        market,
+        {"USDT": 10_000.0, **bases},
+        PaperSettings(fee_rate=0.001, slippage_bps=0, candle_timeframe="5m"),
+    )
     ctx = RunContext(
         run_name="t",
         run_uid="abc123",
@@ -139,6 +163,10 @@ def fills(sink: MemorySink) -> list[dict[str, Any]]:
     return [e.metrics for e in sink.events if e.type == "OrderFilled"]
 
 
+def event_types(sink: MemorySink) -> list[str]:
+    return [e.type for e in sink.events]
+
+
 async def step_candles(ctx: RunContext, checkpoint: dict[str, Any], market: ScriptedMarket, candles: int) -> list[Any]:
     """Reveal `candles` more candles one at a time, stepping the session after each; the outcome kinds."""
     kinds = []
@@ -148,11 +176,15 @@ async def step_candles(ctx: RunContext, checkpoint: dict[str, Any], market: Scri
     return kinds
 
 
+def trading_status() -> TradingRunStatus:
+    return TradingRunStatus(phase="Trading", phases={"Trading": PhaseRecord(state="Running", startedAt=NOW)})
+
+
 # 12 flat candles of history, then a rise (fast SMA crosses above slow) and a fall (crosses below).
 FLAT, RISE, FALL = [100.0] * 12, [101.0, 103.0, 106.0, 108.0], [104.0, 99.0, 97.0, 96.0]
 
 
-async def test_signals_become_orders_with_deterministic_client_ids(tmp_path: Path) -> None:
+async def test_signals_become_orders_with_client_ids_derived_from_their_intents(tmp_path: Path) -> None:
     market = ScriptedMarket(FLAT + RISE + FALL + [96.0] * 30)
     ctx, sink, broker = make_context(market, tmp_path)
     checkpoint: dict[str, Any] = {}
@@ -160,29 +192,57 @@ async def test_signals_become_orders_with_deterministic_client_ids(tmp_path: Pat
     assert result.outcome.kind is OutcomeKind.RUNNING
     assert fills(sink) == []
     await step_candles(ctx, checkpoint, market, len(RISE) + len(FALL))
-    sides = [(f["side"], f["client_order_id"]) for f in fills(sink)]
-    assert sides == [("buy", client_order_id("abc123", 0)), ("sell", client_order_id("abc123", 1))]
+    buy, sell = fills(sink)
+    entry_candle = T0 + len(FLAT) * TF  # the first rising candle's signal
+    assert buy["client_order_id"] == client_order_id("abc123", f"{SYMBOL}|buy|market|{entry_candle}|entry|0")
+    assert (buy["side"], sell["side"], sell["reason"]) == ("buy", "sell", "signal")
     trade = checkpoint["session"]["trades"][0]
     assert trade["reason"] == "signal"
-    assert trade["entry_price"] < trade["exit_price"] or trade["pnl"] < 0  # consistent sign either way
     balances = await broker.fetch_balances()
     assert balances["ETH"].total == pytest.approx(0.0, abs=1e-9)
     # Sized from maxPositionFraction of equity at the signal candle's close; it fills at the next (higher) price.
-    buy = fills(sink)[0]
-    assert buy["amount"] * 101.0 == pytest.approx(5_000 / 1.001, rel=1e-3)  # the first rising close
+    assert buy["amount"] * 101.0 == pytest.approx(5_000 / 1.001, rel=1e-3)
     assert buy["price"] > 101.0
+    # The books agree with the account: cash is what the paper account holds, fees included.
+    assert checkpoint["session"]["cash"] == pytest.approx(balances["USDT"].total, abs=1e-6)
+    assert checkpoint["session"]["fees"] == pytest.approx(buy["fee"] + sell["fee"])
 
 
-async def test_a_stop_loss_exits_on_the_candle_whose_low_reaches_it(tmp_path: Path) -> None:
+async def test_a_protective_stop_rests_on_the_exchange_and_fills_when_the_price_crosses_it(tmp_path: Path) -> None:
+    closes = FLAT + RISE + [108.5, 108.7, 109.0] + [109.0] * 30
+    crash = len(FLAT) + len(RISE) + 1
+    market = ScriptedMarket(closes, lows={crash: 90.0})
+    ctx, sink, broker = make_context(market, tmp_path, stopLossPct=5)
+    checkpoint: dict[str, Any] = {}
+    await TradingSession(ctx, checkpoint).step()
+    await step_candles(ctx, checkpoint, market, 2)  # the entry
+    position = checkpoint["session"]["positions"][SYMBOL]
+    assert position["stop_order"] is not None
+    stop_order = await broker.fetch_order(SYMBOL, client_order_id=position["stop_order"])
+    assert (stop_order.type, stop_order.status) == ("stop_loss_limit", "open")
+    assert stop_order.stop_price == pytest.approx(round(position["entry_price"] * 0.95, 2))
+    assert stop_order.amount == pytest.approx(position["amount"])
+    assert (await broker.fetch_balances())["ETH"].free == pytest.approx(0.0, abs=1e-9)  # reserved by the stop
+    await step_candles(ctx, checkpoint, market, len(RISE))
+    [trade] = checkpoint["session"]["trades"]
+    assert trade["reason"] == "stop_loss"
+    assert trade["exit_price"] == pytest.approx(stop_order.stop_price)  # the stop, not the candle's low of 90
+    assert trade["exit_time"] == T0 + crash * TF
+    assert checkpoint["session"]["positions"][SYMBOL]["amount"] == 0
+    assert "StopPlaced" in event_types(sink)
+    assert len([o for o in broker._orders.values() if o.side == "sell"]) == 1  # the stop is the only exit
+
+
+async def test_without_exchange_stops_the_session_checks_the_stop_on_each_candle(tmp_path: Path) -> None:
     closes = FLAT + RISE + [108.5, 108.7, 109.0] + [109.0] * 30
     stop_candle = len(FLAT) + len(RISE) + 1
     market = ScriptedMarket(closes, lows={stop_candle: 90.0})
-    ctx, _, _ = make_context(market, tmp_path, stopLossPct=5)
+    ctx, _, broker = make_context(market, tmp_path, stopLossPct=5, stopOnExchange=False)
     checkpoint: dict[str, Any] = {}
     await TradingSession(ctx, checkpoint).step()
     await step_candles(ctx, checkpoint, market, len(RISE) + 3)
-    reasons = [t["reason"] for t in checkpoint["session"]["trades"]]
-    assert reasons == ["stop_loss"]
+    assert [t["reason"] for t in checkpoint["session"]["trades"]] == ["stop_loss"]
+    assert {o.type for o in broker._orders.values()} == {"market"}
 
 
 async def test_a_degraded_exchange_opens_no_new_position(tmp_path: Path) -> None:
@@ -218,17 +278,18 @@ async def test_a_degraded_exchange_still_closes_an_open_position(tmp_path: Path)
 
 async def test_a_lost_order_answer_is_resolved_by_client_id_never_resent(tmp_path: Path) -> None:
     market = ScriptedMarket(FLAT + RISE + [108.0] * 30)
-    ctx, _, broker = make_context(market, tmp_path)
+    ctx, sink, broker = make_context(market, tmp_path)
     checkpoint: dict[str, Any] = {}
     await TradingSession(ctx, checkpoint).step()
     broker.lose_next = True
     outcomes = await step_candles(ctx, checkpoint, market, len(RISE) + 1)
     assert OutcomeKind.TRANSIENT in outcomes
-    assert checkpoint["session"]["pending"] is None
-    # exactly one order exists at the broker, and the session knows its position
+    assert checkpoint["session"]["intents"] == {}
+    # exactly one order exists at the broker, and the session booked it once
     assert len(broker._orders) == 1
     assert checkpoint["session"]["positions"][SYMBOL]["amount"] > 0
-    assert checkpoint["session"]["seq"] == 1
+    assert list(checkpoint["session"]["orders"]) == list(broker._orders)
+    assert event_types(sink).count("OrderFilled") == 1
 
 
 async def test_a_new_session_object_resumes_from_the_json_checkpoint(tmp_path: Path) -> None:
@@ -240,7 +301,7 @@ async def test_a_new_session_object_resumes_from_the_json_checkpoint(tmp_path: P
     restored = json.loads(json.dumps(checkpoint))  # what the cluster stores
     await step_candles(ctx, restored, market, len(FALL))
     assert [f["side"] for f in fills(sink)] == ["buy", "sell"]
-    assert restored["session"]["seq"] == 2
+    assert len(restored["session"]["orders"]) == 2
 
 
 async def test_the_session_ends_after_its_duration_flat(tmp_path: Path) -> None:
@@ -259,53 +320,40 @@ async def test_the_session_ends_after_its_duration_flat(tmp_path: Path) -> None:
     assert (await broker.fetch_balances())["ETH"].total == pytest.approx(0.0, abs=1e-9)
 
 
-async def test_a_step_replayed_after_a_crash_finds_its_order_instead_of_placing_it_again(tmp_path: Path) -> None:
-    market = ScriptedMarket(FLAT + RISE + [108.0] * 30)
+async def test_after_downtime_only_the_newest_candle_is_acted_on(tmp_path: Path) -> None:
+    # The rise (an entry signal) and the fall (an exit signal) both close while no driver runs.
+    market = ScriptedMarket(FLAT + RISE + FALL + [96.0] * 30)
     ctx, sink, broker = make_context(market, tmp_path)
     checkpoint: dict[str, Any] = {}
     await TradingSession(ctx, checkpoint).step()
-    market.advance()
-    await TradingSession(ctx, checkpoint).step()
-    market.advance()  # the first rising candle has closed: the next step buys
-    stored = json.loads(json.dumps(checkpoint))  # the last status that reached the cluster
-    await TradingSession(ctx, checkpoint).step()  # buys; then the driver dies before writing the status
-    assert len(broker._orders) == 1
-    await TradingSession(ctx, stored).step()  # the restarted driver replays the step from the stored status
-    assert len(broker._orders) == 1
-    assert [e.type for e in sink.events].count("OrderRecovered") == 1
-    assert stored["session"]["positions"][SYMBOL]["amount"] == checkpoint["session"]["positions"][SYMBOL]["amount"]
+    market.advance(len(RISE) + len(FALL) + 3)
+    result = await TradingSession(ctx, checkpoint).step()
+    assert result.outcome.kind is OutcomeKind.RUNNING
+    assert broker._orders == {}  # no order for a signal of a candle that closed while away
+    [skipped] = [e for e in sink.events if e.type == "SignalsSkipped"]
+    assert skipped.metrics["skipped"] >= 1 and "entry at" in skipped.message
+    # Prices, equity and the candle bookkeeping still cover every candle that closed meanwhile.
+    session = checkpoint["session"]
+    assert session["last_closed"][SYMBOL] == T0 + (market.visible - 2) * TF
+    assert len(session["prices"][SYMBOL]) == len(RISE) + len(FALL) + 3
 
 
-class RefusingSells(AnswerLostBroker):
-    refuse = True
-
-    async def create_order(self, request: OrderRequest) -> Order:
-        if request.side == "sell" and self.refuse:
-            raise InvalidOrder("scripted: the exchange refuses this sell")
-        return await super().create_order(request)
-
-
-async def test_a_session_never_ends_with_a_position_it_could_not_close(tmp_path: Path) -> None:
-    market = ScriptedMarket(FLAT + RISE + [108.0] * 40)
-    ctx, _, _ = make_context(market, tmp_path)
-    broker = RefusingSells(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0.001, slippage_bps=0))
-    ctx.orders = broker
+async def test_a_stop_crossed_while_away_exits_on_the_newest_candle(tmp_path: Path) -> None:
+    closes = FLAT + RISE + [108.5, 108.7, 109.0] + [109.0] * 30
+    market = ScriptedMarket(closes, lows={len(FLAT) + len(RISE) + 1: 90.0})
+    ctx, _, _ = make_context(market, tmp_path, stopLossPct=5, stopOnExchange=False)
     checkpoint: dict[str, Any] = {}
-    result = await TradingSession(ctx, checkpoint).step()
-    while result.outcome.kind is OutcomeKind.RUNNING:
-        market.advance()
-        result = await TradingSession(ctx, checkpoint).step()
-    assert result.outcome.kind is OutcomeKind.TRANSIENT
-    assert "positions are still open in ETH/USDT" in result.outcome.message
-    broker.refuse = False
-    result = await TradingSession(ctx, checkpoint).step()
-    assert result.outcome.kind is OutcomeKind.PASSED
-    assert checkpoint["session"]["positions"][SYMBOL]["amount"] == 0
+    await TradingSession(ctx, checkpoint).step()
+    await step_candles(ctx, checkpoint, market, 2)
+    assert checkpoint["session"]["positions"][SYMBOL]["amount"] > 0
+    market.advance(5)  # the candle reaching the stop closes while away
+    await TradingSession(ctx, checkpoint).step()
+    assert [t["reason"] for t in checkpoint["session"]["trades"]] == ["stop_loss"]
 
 
-async def test_an_open_circuit_keeps_the_order_pending_for_the_next_step(tmp_path: Path) -> None:
+async def test_an_open_circuit_keeps_the_order_for_the_next_step_and_never_sends_it_blindly(tmp_path: Path) -> None:
     market = ScriptedMarket(FLAT + RISE + [108.0] * 30)
-    ctx, sink, broker = make_context(market, tmp_path)
+    ctx, sink, _ = make_context(market, tmp_path)
 
     class OpenCircuit(AnswerLostBroker):
         async def create_order(self, request: OrderRequest) -> Order:
@@ -319,44 +367,143 @@ async def test_an_open_circuit_keeps_the_order_pending_for_the_next_step(tmp_pat
     market.advance()
     failed = await TradingSession(ctx, checkpoint).step()  # the buy meets the open circuit
     assert failed.outcome.kind is OutcomeKind.TRANSIENT
-    assert checkpoint["session"]["pending"]["side"] == "buy"
-    market.advance()
-    await TradingSession(ctx, checkpoint).step()  # looked up, not found: dropped, never resent blindly
-    assert checkpoint["session"]["pending"] is None
-    assert [e.type for e in sink.events].count("OrderNotPlaced") == 1
-    assert len(broker._orders) == 0
+    assert checkpoint["session"]["intents"] == {}  # refused before it left: certainly not placed
+    assert len(ctx.orders._orders) == 0
+    assert "ExchangeError" in event_types(sink)
 
 
-async def test_cancelling_a_session_closes_its_positions_first(tmp_path: Path) -> None:
+async def test_a_clock_skew_is_retried_not_fatal(tmp_path: Path) -> None:
     market = ScriptedMarket(FLAT + RISE + [108.0] * 30)
-    ctx, _, broker = make_context(market, tmp_path)
-    status = TradingRunStatus(phase="Trading", phases={"Trading": PhaseRecord(state="Running", startedAt=NOW)})
+    ctx, _, _ = make_context(market, tmp_path)
+    status = trading_status()
+    status, _ = await advance(ctx, status, NOW)
+    market.ohlcv_error = ClockSkewError("binance rejected the request timestamp (-1021): sync the clock")
+    market.advance()
+    status, decision = await advance(ctx, status, NOW)
+    assert (decision.phase, decision.reason, decision.attempts) == (Phase.TRADING, "ClockSkewError", 1)
+    market.ohlcv_error = None
+    market.advance()
+    status, decision = await advance(ctx, status, NOW)
+    assert (decision.phase, decision.attempts) == (Phase.TRADING, 0)
+
+
+class RefusingSells(AnswerLostBroker):
+    refuse = True
+
+    async def create_order(self, request: OrderRequest) -> Order:
+        if request.side == "sell" and self.refuse:
+            raise InvalidOrder("scripted: the exchange refuses this sell")
+        return await super().create_order(request)
+
+
+async def trade_into_a_position(ctx: RunContext, market: ScriptedMarket) -> TradingRunStatus:
+    status = trading_status()
     for _ in range(4):
         status, _ = await advance(ctx, status, NOW)
         market.advance()
     assert status.checkpoint["session"]["positions"][SYMBOL]["amount"] > 0
+    return status
+
+
+async def test_a_session_that_cannot_close_at_its_end_liquidates_until_it_can(tmp_path: Path) -> None:
+    market = ScriptedMarket(FLAT + RISE + [108.0] * 60)
+    ctx, sink, _ = make_context(market, tmp_path)
+    broker = RefusingSells(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0.001, slippage_bps=0))
+    ctx.orders = broker
+    status = await trade_into_a_position(ctx, market)
+    decision = None
+    for _ in range(40):
+        market.advance()
+        status, decision = await advance(ctx, status, NOW)
+        if decision.phase is not Phase.TRADING:
+            break
+    assert decision is not None and decision.phase is Phase.LIQUIDATING
+    assert status.phases["Trading"].state == "Passed"
+    for attempt in range(1, 4):  # refused again and again: it stays, retrying with backoff, and says so
+        status, decision = await advance(ctx, status, NOW)
+        assert (decision.phase, decision.attempts) == (Phase.LIQUIDATING, attempt)
+        assert decision.retry_after is not None
+    liquidated = {c.type: c for c in status.conditions}["Liquidated"]
+    assert (liquidated.status, liquidated.reason) == ("False", "ExitRefused")
+    assert [e.level for e in sink.events if e.type == "ExitRefused"] == ["warning"] * 3
+    broker.refuse = False
+    status, decision = await advance(ctx, status, NOW)
+    assert (decision.phase, decision.reason) == (Phase.REPORTING, "SessionEnded")
+    assert status.checkpoint["session"]["positions"][SYMBOL]["amount"] == 0
+    assert {c.type: c for c in status.conditions}["Liquidated"].status == "True"
+
+
+async def test_cancelling_a_session_liquidates_first(tmp_path: Path) -> None:
+    market = ScriptedMarket(FLAT + RISE + [108.0] * 30)
+    ctx, _, broker = make_context(market, tmp_path)
+    status = await trade_into_a_position(ctx, market)
+    status, decision = await advance(ctx, status, NOW, cancel_requested=True)
+    assert decision.phase is Phase.LIQUIDATING
+    assert status.phases["Trading"].state == "Cancelled"
     broker.refuse_sells = True
     status, decision = await advance(ctx, status, NOW, cancel_requested=True)
-    assert decision.phase is Phase.TRADING  # the exchange refused the exit: the cancel waits for it
-    assert "cancelling" in decision.message
+    assert decision.phase is Phase.LIQUIDATING  # the exchange refused the exit: the cancel waits for it
     broker.refuse_sells = False
     status, decision = await advance(ctx, status, NOW, cancel_requested=True)
-    assert decision.phase is Phase.CANCELLED
+    assert (decision.phase, decision.reason) == (Phase.CANCELLED, "Cancelled")
     assert status.checkpoint["session"]["positions"][SYMBOL]["amount"] == 0
-    assert [t["reason"] for t in status.checkpoint["session"]["trades"]] == ["cancelled"]
+    assert [t["reason"] for t in status.checkpoint["session"]["trades"]] == ["liquidation"]
     assert (await broker.fetch_balances())["ETH"].total == pytest.approx(0.0, abs=1e-9)
 
 
-async def test_a_failing_session_still_closes_its_positions(tmp_path: Path) -> None:
+async def test_a_failing_session_liquidates_then_fails_with_the_reason(tmp_path: Path) -> None:
     market = ScriptedMarket(FLAT + RISE + [108.0] * 30)
     ctx, _, broker = make_context(market, tmp_path)
-    status = TradingRunStatus(phase="Trading", phases={"Trading": PhaseRecord(state="Running", startedAt=NOW)})
-    for _ in range(4):
-        status, _ = await advance(ctx, status, NOW)
-        market.advance()
-    assert status.checkpoint["session"]["positions"][SYMBOL]["amount"] > 0
+    status = await trade_into_a_position(ctx, market)
     market.ohlcv_error = AuthenticationFailed("API key rejected by scripted: check the key")  # not transient
     status, decision = await advance(ctx, status, NOW)
-    assert decision.phase is Phase.FAILED
+    assert decision.phase is Phase.LIQUIDATING
+    status, decision = await advance(ctx, status, NOW)
+    assert (decision.phase, decision.reason) == (Phase.FAILED, "AuthenticationFailed")
     assert decision.message.endswith("; open positions closed")
     assert (await broker.fetch_balances())["ETH"].total == pytest.approx(0.0, abs=1e-9)
+
+
+async def test_deleting_with_leave_positions_ends_at_once_and_keeps_the_stop(tmp_path: Path) -> None:
+    market = ScriptedMarket(FLAT + RISE + [108.0] * 30)
+    ctx, sink, broker = make_context(market, tmp_path, stopLossPct=5)
+    ctx.spec = TradingRunSpec.model_validate(
+        {**ctx.spec.model_dump(), "session": {"duration": "2h", "onDelete": "LeavePositions"}}
+    )
+    status = await trade_into_a_position(ctx, market)
+    status, decision = await advance(ctx, status, NOW, deleting=True)
+    assert (decision.phase, decision.reason) == (Phase.CANCELLED, "Deleted")
+    [left] = [e for e in sink.events if e.type == "PositionsLeft"]
+    stop = status.checkpoint["session"]["positions"][SYMBOL]["stop_order"]
+    assert stop in left.message and left.level == "warning"
+    assert (await broker.fetch_order(SYMBOL, client_order_id=stop)).status == "open"
+
+
+async def test_a_step_that_hangs_is_cancelled_at_the_phase_deadline(tmp_path: Path) -> None:
+    market = ScriptedMarket(FLAT + RISE + [108.0] * 30)
+    ctx, _, _ = make_context(market, tmp_path)
+    ctx.spec = ctx.spec.model_copy(update={"timeouts": ctx.spec.timeouts.model_copy(update={"trading": "3h"})})
+    started = NOW - timedelta(hours=3) + timedelta(seconds=0.3)  # 0.3 s of the deadline left
+    status = TradingRunStatus(phase="Trading", phases={"Trading": PhaseRecord(state="Running", startedAt=started)})
+    market.ohlcv_hang = True
+    status, decision = await asyncio.wait_for(advance(ctx, status, NOW), timeout=5)
+    assert (decision.phase, decision.reason) == (Phase.FAILED, "PhaseTimeout")
+    assert decision.message == "Trading did not finish within its deadline of 3:00:00"
+    ready = {c.type: c for c in status.conditions}["Ready"]
+    assert (ready.status, ready.reason, ready.message) == ("False", "PhaseTimeout", decision.message)
+
+
+async def test_a_replay_faster_than_the_polling_still_acts_on_the_candles_of_its_last_polls(tmp_path: Path) -> None:
+    market = ScriptedMarket(FLAT + RISE + FALL + [96.0] * 30)
+    ctx, sink, _ = make_context(market, tmp_path)
+    # At 3000x a 5m candle lasts 0.1 s: a step every 0.2 s sees two or three new ones, none of them "missed".
+    ctx.spec = TradingRunSpec.model_validate(
+        {**ctx.spec.model_dump(), "exchange": {"simulator": {"url": "http://sim", "speed": 3000}}}
+    )
+    checkpoint: dict[str, Any] = {}
+    await TradingSession(ctx, checkpoint).step()
+    for _ in range(3):
+        market.advance(3)
+        await TradingSession(ctx, checkpoint).step()
+    assert [f["side"] for f in fills(sink)] == ["buy", "sell"]
+    assert "SignalsSkipped" not in event_types(sink)

@@ -220,3 +220,78 @@ def test_test_orders_check_everything_but_change_nothing() -> None:
     assert ex.orders == {} and balances(ex)["USDT"] == (Decimal("10000"), Decimal(0))
     with pytest.raises(BinanceError):
         ex.place("main", order(side="BUY", type="MARKET", quantity="5"), T0, test=True)
+
+
+# --- STOP_LOSS_LIMIT: a protective stop that holds while nobody is looking -----------------------------------
+
+
+def stop_sell(stop: str, limit: str, quantity: str = "0.5", **extra: str) -> dict[str, str]:
+    return order(
+        side="SELL", type="STOP_LOSS_LIMIT", timeInForce="GTC", quantity=quantity, price=limit, stopPrice=stop, **extra
+    )
+
+
+def test_a_stop_rests_untriggered_locking_its_amount() -> None:
+    ex = exchange()
+    placed = ex.place("main", stop_sell("29500", "29400"), T0)
+    assert (placed.status, placed.working_time) == ("NEW", None)
+    assert placed.order_id in ex.stop_orders and placed.order_id not in ex.open_orders
+    assert balances(ex)["BTC"] == (Decimal("0.5"), Decimal("0.5"))
+    ex.match(T0 + FIVE)  # flat at 30000: nothing happens
+    assert placed.status == "NEW" and placed.to_json()["isWorking"] is False
+    assert placed.to_json()["stopPrice"] == "29500.00000000"
+
+
+def test_a_stop_triggers_at_the_replay_moment_the_path_crosses_it_and_fills_at_the_bid() -> None:
+    ex = exchange()
+    placed = ex.place("main", stop_sell("29500", "29400"), T0)
+    ex.match(T0 + 4 * FIVE)  # one look long after: the path is replayed, not just its end
+    # the dip candle (falling) goes 30000 -> 30100 (at 1/3) -> 29000 (at 2/3): it reaches 29500 at 6/11 of that leg
+    third = FIVE // 3
+    crossed = T0 + 2 * FIVE + third + -(-(30100 - 29500) * third // 1100)
+    assert (placed.status, placed.working_time, placed.update_time) == ("FILLED", crossed, crossed)
+    bid, _ = ex.book(ex.market.by_id["BTCUSDT"], crossed)
+    assert placed.fills[0].price == bid >= Decimal("29400")
+    assert ex.trades["main"][0].time == crossed and not ex.trades["main"][0].is_maker
+    assert balances(ex)["BTC"] == (Decimal("0.5"), Decimal(0))
+    assert balances(ex)["USDT"][0] == Decimal("10000") + placed.cumm_quote_qty - placed.fills[0].commission
+
+
+def gap_market() -> Market:
+    rows = np.array(
+        [
+            (T0, 30000.0, 30000.0, 30000.0, 30000.0, 1.0),
+            (T0 + FIVE, 28000.0, 29500.0, 28000.0, 29500.0, 1.0),  # opens far below, then climbs back
+        ]
+    )
+    candles = Candles(rows[:, 0].astype(np.int64), rows[:, 1], rows[:, 2], rows[:, 3], rows[:, 4], rows[:, 5])
+    return Market([SymbolMarket("BTC/USDT", [Series(FIVE, candles)])])
+
+
+def test_a_stop_that_gaps_below_its_limit_rests_at_the_limit_until_the_price_comes_back() -> None:
+    config = SimulatorConfig.model_validate({"initial_balances": {"USDT": "10000", "BTC": "1"}})
+    ex = Exchange(config, gap_market())
+    placed = ex.place("main", stop_sell("29500", "29400"), T0)
+    ex.match(T0 + FIVE + 1)
+    assert (placed.status, placed.working_time) == ("NEW", T0 + FIVE)  # triggered at the gap, now a limit
+    assert placed.order_id in ex.open_orders
+    ex.match(T0 + 2 * FIVE)  # the rising candle climbs back through 29400
+    assert placed.status == "FILLED" and placed.fills[0].price == Decimal("29400")
+    assert ex.trades["main"][0].is_maker
+
+
+def test_a_stop_the_market_is_already_past_is_refused() -> None:
+    with pytest.raises(BinanceError) as err:
+        exchange().place("main", stop_sell("30500", "30400"), T0)
+    assert (err.value.code, err.value.msg) == (-2010, "Order would trigger immediately.")
+
+
+def test_a_cancelled_stop_gives_its_amount_back_and_never_triggers() -> None:
+    ex = exchange(duplicate_client_order_id="open")
+    placed = ex.place("main", stop_sell("29500", "29400", newClientOrderId="stop-1"), T0)
+    with pytest.raises(BinanceError):  # open: its id cannot be reused, even under Binance's rule
+        ex.place("main", stop_sell("29500", "29400", newClientOrderId="stop-1"), T0)
+    ex.cancel("main", order(origClientOrderId="stop-1"), T0 + 1)
+    ex.match(T0 + 4 * FIVE)
+    assert placed.status == "CANCELED" and ex.trades["main"] == []
+    assert balances(ex)["BTC"] == (Decimal("1"), Decimal(0))

@@ -12,6 +12,7 @@ from traiding.domain.statemachine import (
     TERMINAL,
     WORK_PHASES,
     Approval,
+    Exit,
     IllegalTransition,
     Observations,
     Outcome,
@@ -35,6 +36,8 @@ EXPECTED_FORWARD = {
     (Phase.API_CHECK, Phase.TRADING),
     (Phase.AWAITING_APPROVAL, Phase.TRADING),
     (Phase.TRADING, Phase.REPORTING),
+    (Phase.TRADING, Phase.LIQUIDATING),
+    (Phase.LIQUIDATING, Phase.REPORTING),
     (Phase.REPORTING, Phase.SUCCEEDED),
 }
 
@@ -87,7 +90,7 @@ def test_dry_runs_never_wait_for_approval() -> None:
     assert decide(DRY, RunState(Phase.API_CHECK), Observations(now=NOW, outcome=outcome)).phase is Phase.TRADING
 
 
-@pytest.mark.parametrize("phase", WORK_PHASES)
+@pytest.mark.parametrize("phase", [p for p in WORK_PHASES if p is not Phase.LIQUIDATING])
 def test_a_failed_gate_fails_the_run_with_its_reason(phase: Phase) -> None:
     outcome = Outcome(phase, OutcomeKind.FAILED, "GateFailed", "sharpe 0.3 below 0.5")
     decision = decide(DRY, RunState(phase, NOW), Observations(now=NOW, outcome=outcome))
@@ -95,7 +98,7 @@ def test_a_failed_gate_fails_the_run_with_its_reason(phase: Phase) -> None:
     assert decision.final
 
 
-@pytest.mark.parametrize("phase", [p for p in Phase if p not in TERMINAL])
+@pytest.mark.parametrize("phase", [p for p in Phase if p not in TERMINAL and p is not Phase.LIQUIDATING])
 def test_cancel_wins_over_everything_else(phase: Phase) -> None:
     outcome = Outcome(phase, OutcomeKind.PASSED, "GatePassed")
     decision = decide(DRY, RunState(phase, NOW), Observations(now=NOW, outcome=outcome, cancel_requested=True))
@@ -192,3 +195,132 @@ def test_a_phase_may_have_its_own_attempt_limit() -> None:
     other = Outcome(Phase.API_CHECK, OutcomeKind.TRANSIENT, "ExchangeUnavailable", "503")
     done = decide(settings, RunState(Phase.API_CHECK, NOW, attempts=2), Observations(now=NOW, outcome=other))
     assert done.phase is Phase.FAILED
+
+
+# --- Liquidating: a run never becomes final while it holds positions ------------------------------------------
+
+
+def _trading(attempts: int = 0, started: datetime = NOW) -> RunState:
+    return RunState(Phase.TRADING, started, attempts)
+
+
+def _liquidating(exit_phase: Phase = Phase.FAILED, attempts: int = 0) -> RunState:
+    return RunState(Phase.LIQUIDATING, NOW, attempts, Exit(exit_phase, "GateFailed", "why it left trading"))
+
+
+def test_a_session_that_ends_holding_positions_liquidates_then_reports() -> None:
+    ended = Outcome(Phase.TRADING, OutcomeKind.PASSED, "SessionEnded", "session finished")
+    decision = decide(DRY, _trading(), Observations(now=NOW, outcome=ended, holds_positions=True))
+    assert decision.phase is Phase.LIQUIDATING
+    assert decision.exit == Exit(Phase.REPORTING, "SessionEnded", "session finished")
+    flat = Outcome(Phase.LIQUIDATING, OutcomeKind.PASSED, "Liquidated", "open positions closed")
+    state = RunState(Phase.LIQUIDATING, NOW, 0, decision.exit)
+    after = decide(DRY, state, Observations(now=NOW, outcome=flat))
+    assert (after.phase, after.reason) == (Phase.REPORTING, "SessionEnded")
+    assert after.message == "session finished; open positions closed"
+
+
+@pytest.mark.parametrize(
+    ("observations", "target", "reason"),
+    [
+        (
+            {"outcome": Outcome(Phase.TRADING, OutcomeKind.FAILED, "AuthenticationFailed", "key revoked")},
+            Phase.FAILED,
+            "AuthenticationFailed",
+        ),
+        ({"cancel_requested": True}, Phase.CANCELLED, "Cancelled"),
+        ({"deleting": True}, Phase.CANCELLED, "Deleted"),
+        ({"now": NOW + timedelta(hours=2)}, Phase.FAILED, "PhaseTimeout"),
+    ],
+)
+def test_leaving_trading_while_holding_positions_goes_through_liquidating(
+    observations: dict[str, object], target: Phase, reason: str
+) -> None:
+    settings = RunSettings(live=False, phase_timeouts={Phase.TRADING: timedelta(hours=1)})
+    seen = Observations(**{"now": NOW, **observations, "holds_positions": True})  # type: ignore[arg-type]
+    decision = decide(settings, _trading(), seen)
+    assert decision.phase is Phase.LIQUIDATING
+    assert decision.exit is not None and (decision.exit.phase, decision.exit.reason) == (target, reason)
+    assert decision.reason == reason
+    flat = decide(settings, RunState(Phase.TRADING, NOW), Observations(**{"now": NOW, **observations}))  # type: ignore[arg-type]
+    assert (flat.phase, flat.reason) == (target, reason)  # nothing held: straight to where it was going
+
+
+def test_a_timeout_names_the_phase_and_its_deadline() -> None:
+    settings = RunSettings(live=False, phase_timeouts={Phase.BACKTEST: timedelta(minutes=15)})
+    decision = decide(settings, RunState(Phase.BACKTEST, NOW - timedelta(minutes=16)), Observations(now=NOW))
+    assert (decision.phase, decision.reason) == (Phase.FAILED, "PhaseTimeout")
+    assert decision.message == "Backtest did not finish within its deadline of 0:15:00"
+
+
+def test_a_session_out_of_attempts_while_holding_positions_liquidates() -> None:
+    outcome = Outcome(Phase.TRADING, OutcomeKind.TRANSIENT, "ExchangeUnavailable", "503")
+    decision = decide(DRY, _trading(attempts=2), Observations(now=NOW, outcome=outcome, holds_positions=True))
+    assert decision.phase is Phase.LIQUIDATING
+    assert decision.exit is not None and decision.exit.phase is Phase.FAILED
+    assert "gave up after 3 attempts" in decision.exit.message
+
+
+@pytest.mark.parametrize("kind", [OutcomeKind.TRANSIENT, OutcomeKind.FAILED])
+def test_a_refused_exit_is_retried_with_capped_backoff_forever(kind: OutcomeKind) -> None:
+    outcome = Outcome(Phase.LIQUIDATING, kind, "ExitRefused", "insufficient balance")
+    decision = decide(DRY, _liquidating(attempts=500), Observations(now=NOW + timedelta(days=30), outcome=outcome))
+    assert (decision.phase, decision.attempts) == (Phase.LIQUIDATING, 501)
+    assert decision.retry_after == DRY.backoff_max
+    assert decision.exit is not None and decision.exit.phase is Phase.FAILED
+    assert "exit attempt 501" in decision.message
+
+
+def test_liquidating_waits_while_an_order_may_still_appear() -> None:
+    outcome = Outcome(Phase.LIQUIDATING, OutcomeKind.RUNNING, "WaitingForOrders", "waiting for t1")
+    decision = decide(DRY, _liquidating(attempts=3), Observations(now=NOW, outcome=outcome))
+    assert (decision.phase, decision.attempts, decision.message) == (Phase.LIQUIDATING, 0, "waiting for t1")
+    assert decision.retry_after == DRY.backoff_base
+
+
+def test_a_flat_liquidation_goes_where_the_session_was_headed() -> None:
+    flat = Outcome(Phase.LIQUIDATING, OutcomeKind.PASSED, "Liquidated", "open positions closed")
+    decision = decide(DRY, _liquidating(Phase.FAILED), Observations(now=NOW, outcome=flat))
+    assert (decision.phase, decision.reason) == (Phase.FAILED, "GateFailed")
+    assert decision.message == "why it left trading; open positions closed"
+
+
+def test_cancelling_a_liquidation_on_its_way_to_reporting_cancels_the_run_once_flat() -> None:
+    seen = Observations(now=NOW, cancel_requested=True)
+    decision = decide(DRY, _liquidating(Phase.REPORTING), seen)
+    assert decision.phase is Phase.LIQUIDATING  # it keeps closing: cancelling does not abandon positions
+    assert decision.exit is not None and (decision.exit.phase, decision.exit.reason) == (Phase.CANCELLED, "Cancelled")
+    failing = decide(DRY, _liquidating(Phase.FAILED), seen)
+    assert failing.exit is not None and failing.exit.phase is Phase.FAILED  # a failure stays a failure
+
+
+def test_a_liquidation_has_no_deadline() -> None:
+    settings = RunSettings(live=False, phase_timeouts={Phase.TRADING: timedelta(minutes=1)})
+    state = RunState(Phase.LIQUIDATING, NOW - timedelta(days=3), 0, Exit(Phase.REPORTING, "SessionEnded", ""))
+    assert decide(settings, state, Observations(now=NOW)).phase is Phase.LIQUIDATING
+
+
+def test_deleting_with_leave_positions_ends_at_once_and_says_so() -> None:
+    seen = Observations(now=NOW, deleting=True, leave_positions=True, holds_positions=True)
+    decision = decide(DRY, _trading(), seen)
+    assert (decision.phase, decision.reason) == (Phase.CANCELLED, "Deleted")
+    assert "positions left open" in decision.message
+    liquidating = decide(DRY, _liquidating(Phase.REPORTING), seen)
+    assert liquidating.phase is Phase.CANCELLED and "positions left open" in liquidating.message
+
+
+@pytest.mark.parametrize("kind", list(OutcomeKind))
+@pytest.mark.parametrize(
+    "flags", [{}, {"cancel_requested": True}, {"deleting": True}, {"now": NOW + timedelta(days=9)}]
+)
+@pytest.mark.parametrize("phase", [Phase.TRADING, Phase.LIQUIDATING])
+def test_a_run_holding_positions_never_becomes_final(phase: Phase, flags: dict[str, object], kind: OutcomeKind) -> None:
+    settings = RunSettings(live=False, max_attempts=1, phase_timeouts={Phase.TRADING: timedelta(days=1)})
+    state = RunState(phase, NOW, 5, Exit(Phase.FAILED, "X", "y") if phase is Phase.LIQUIDATING else None)
+    outcome = Outcome(phase, kind, "Reason", "message")
+    seen = Observations(**{"now": NOW, "outcome": outcome, **flags, "holds_positions": True})  # type: ignore[arg-type]
+    decision = decide(settings, state, seen)
+    if phase is Phase.LIQUIDATING and kind is OutcomeKind.PASSED:
+        assert decision.final  # the liquidation itself reports that nothing is held any more
+    else:
+        assert not decision.final, decision

@@ -4,6 +4,10 @@ The operator and `traiding run` both (1) run the current phase's work, which yie
 `Outcome`, then (2) ask `decide` what follows. `decide` is a function of the run's settings,
 its current status and what was observed, so every transition is testable without a cluster and
 an operator restart loses nothing: everything it needs is in the status.
+
+A run never becomes final while it holds positions: a trading session that ends, fails, times out or is
+cancelled with positions (or orders) open goes to Liquidating first, which retries the exit with backoff,
+without limit, and only then moves on to the phase the session was headed for.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ class Phase(StrEnum):
     API_CHECK = "ApiCheck"
     AWAITING_APPROVAL = "AwaitingApproval"
     TRADING = "Trading"
+    LIQUIDATING = "Liquidating"
     REPORTING = "Reporting"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
@@ -34,6 +39,7 @@ WORK_PHASES: tuple[Phase, ...] = (
     Phase.BACKTEST,
     Phase.API_CHECK,
     Phase.TRADING,
+    Phase.LIQUIDATING,
     Phase.REPORTING,
 )
 
@@ -43,8 +49,10 @@ _FORWARD: dict[Phase, frozenset[Phase]] = {
     Phase.BACKTEST: frozenset({Phase.API_CHECK}),
     Phase.API_CHECK: frozenset({Phase.AWAITING_APPROVAL, Phase.TRADING}),
     Phase.AWAITING_APPROVAL: frozenset({Phase.TRADING}),
-    # A trading session always ends in a report, also when the kill switch stopped it.
-    Phase.TRADING: frozenset({Phase.REPORTING}),
+    # A trading session always ends in a report, also when the kill switch stopped it; positions it could not
+    # close (or any it holds when it fails or is cancelled) are liquidated first.
+    Phase.TRADING: frozenset({Phase.REPORTING, Phase.LIQUIDATING}),
+    Phase.LIQUIDATING: frozenset({Phase.REPORTING}),
     Phase.REPORTING: frozenset({Phase.SUCCEEDED}),
 }
 
@@ -82,6 +90,15 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Exit:
+    """Where a liquidating run goes once it is flat, and why it left trading."""
+
+    phase: Phase  # Reporting, Failed or Cancelled
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Approval:
     approved_by: str
     approved_at: datetime
@@ -110,6 +127,7 @@ class RunState:
     phase: Phase
     phase_started_at: datetime | None = None
     attempts: int = 0
+    exit: Exit | None = None  # Liquidating: where the run goes once flat
 
 
 @dataclass(frozen=True)
@@ -118,6 +136,12 @@ class Observations:
     outcome: Outcome | None = None
     cancel_requested: bool = False
     approval: Approval | None = None
+    # Whether the trading session holds positions, open orders or orders whose outcome is not known yet.
+    holds_positions: bool = False
+    # The object is being deleted (a cancel with its own reason); `leave_positions`: the spec says not to
+    # liquidate on deletion, so a deleted run ends at once, positions and their stops left as they are.
+    deleting: bool = False
+    leave_positions: bool = False
 
 
 @dataclass(frozen=True)
@@ -127,6 +151,7 @@ class Decision:
     message: str
     attempts: int = 0  # attempts in the (new) phase so far
     retry_after: timedelta | None = None  # when to look again; None: act now (or never, if final)
+    exit: Exit | None = None  # Liquidating: where the run goes once flat
 
     @property
     def final(self) -> bool:
@@ -136,12 +161,15 @@ class Decision:
 def _next_after(phase: Phase, settings: RunSettings) -> Phase:
     if phase is Phase.API_CHECK:
         return Phase.AWAITING_APPROVAL if settings.live else Phase.TRADING
+    if phase in (Phase.TRADING, Phase.LIQUIDATING):
+        return Phase.REPORTING
     (target,) = _FORWARD[phase]
     return target
 
 
 def _backoff(attempts: int, settings: RunSettings) -> timedelta:
-    delay = settings.backoff_base * (1 << max(attempts - 1, 0))
+    # the exponent is capped: a liquidation retries without limit, and 2**500 seconds overflows a timedelta
+    delay = settings.backoff_base * (1 << min(max(attempts - 1, 0), 30))
     return min(delay, settings.backoff_max)
 
 
@@ -150,18 +178,47 @@ def _move(state: RunState, target: Phase, reason: str, message: str) -> Decision
     return Decision(phase=target, reason=reason, message=message)
 
 
+LEFT_OPEN = "positions left open (onDelete: LeavePositions)"
+
+
+def _leave_trading(state: RunState, seen: Observations, target: Phase, reason: str, message: str) -> Decision:
+    """Out of Trading to `target`, through Liquidating while the session holds anything."""
+    if not seen.holds_positions:
+        return _move(state, target, reason, message)
+    if seen.deleting and seen.leave_positions:
+        return _move(state, target, reason, f"{message}; {LEFT_OPEN}")
+    check_transition(state.phase, Phase.LIQUIDATING)
+    return Decision(
+        phase=Phase.LIQUIDATING,
+        reason=reason,
+        message=f"{message}; closing the open positions first",
+        exit=Exit(target, reason, message),
+    )
+
+
+def _stop_reason(phase: Phase, seen: Observations) -> tuple[str, str]:
+    if seen.deleting:
+        return "Deleted", f"deleted during {phase}"
+    return "Cancelled", f"cancelled during {phase}"
+
+
 def decide(settings: RunSettings, state: RunState, seen: Observations) -> Decision:
     """The next step of a run, from its settings, its status and what was just observed."""
     phase = state.phase
     if phase in TERMINAL:
         raise IllegalTransition(f"{phase} is a final phase; a finished run does not change")
+    if phase is Phase.LIQUIDATING:
+        return _decide_liquidation(settings, state, seen)
 
-    if seen.cancel_requested:
-        return _move(state, Phase.CANCELLED, "Cancelled", f"cancelled during {phase}")
+    if seen.cancel_requested or seen.deleting:
+        reason, message = _stop_reason(phase, seen)
+        if phase is Phase.TRADING:
+            return _leave_trading(state, seen, Phase.CANCELLED, reason, message)
+        return _move(state, Phase.CANCELLED, reason, message)
 
     timeout = settings.phase_timeouts.get(phase)
     if timeout is not None and state.phase_started_at is not None and seen.now - state.phase_started_at > timeout:
-        return _move(state, Phase.FAILED, "PhaseTimeout", f"{phase} did not finish within {timeout}")
+        return _fail(state, seen, "PhaseTimeout", timeout_message(phase, timeout))
 
     if phase is Phase.PENDING:
         return _move(state, Phase.DATA_CHECK, "Started", "checking market data")
@@ -175,27 +232,65 @@ def decide(settings: RunSettings, state: RunState, seen: Observations) -> Decisi
         return Decision(phase=phase, reason="Waiting", message=f"{phase} in progress", attempts=state.attempts)
 
     if outcome.kind is OutcomeKind.PASSED:
-        return _move(state, _next_after(phase, settings), outcome.reason, outcome.message)
+        target = _next_after(phase, settings)
+        if phase is Phase.TRADING:
+            return _leave_trading(state, seen, target, outcome.reason, outcome.message)
+        return _move(state, target, outcome.reason, outcome.message)
     if outcome.kind is OutcomeKind.FAILED:
-        return _move(state, Phase.FAILED, outcome.reason, outcome.message)
+        return _fail(state, seen, outcome.reason, outcome.message)
     if outcome.kind is OutcomeKind.RUNNING:
         # Progress resets the count: attempts measure consecutive transient errors, not a session's age.
         return Decision(phase=phase, reason=outcome.reason, message=outcome.message, retry_after=settings.backoff_base)
     attempts = state.attempts + 1
     limit = settings.phase_max_attempts.get(phase, settings.max_attempts)
     if attempts >= limit:
-        return _move(
-            state,
-            Phase.FAILED,
-            outcome.reason,
-            f"{outcome.message} (gave up after {attempts} attempts)",
-        )
+        return _fail(state, seen, outcome.reason, f"{outcome.message} (gave up after {attempts} attempts)")
     return Decision(
         phase=phase,
         reason=outcome.reason,
         message=f"{outcome.message} (attempt {attempts} of {limit}, retrying)",
         attempts=attempts,
         retry_after=_backoff(attempts, settings),
+    )
+
+
+def timeout_message(phase: Phase, limit: timedelta) -> str:
+    return f"{phase} did not finish within its deadline of {limit}"
+
+
+def _fail(state: RunState, seen: Observations, reason: str, message: str) -> Decision:
+    if state.phase is Phase.TRADING:
+        return _leave_trading(state, seen, Phase.FAILED, reason, message)
+    return _move(state, Phase.FAILED, reason, message)
+
+
+def _decide_liquidation(settings: RunSettings, state: RunState, seen: Observations) -> Decision:
+    """Close everything, then go where the session was headed; retried with backoff for as long as it takes
+    (no deadline, no attempt limit): a run that gave up here would abandon its positions."""
+    exit_ = state.exit or Exit(Phase.FAILED, "Liquidated", "the session was left while holding positions")
+    if (seen.cancel_requested or seen.deleting) and exit_.phase is Phase.REPORTING:
+        reason, message = _stop_reason(Phase.LIQUIDATING, seen)
+        exit_ = Exit(Phase.CANCELLED, reason, message)
+    if seen.deleting and seen.leave_positions:
+        return _move(state, exit_.phase, exit_.reason, f"{exit_.message}; {LEFT_OPEN}")
+    outcome = seen.outcome
+    if outcome is None or outcome.phase is not Phase.LIQUIDATING:
+        return Decision(Phase.LIQUIDATING, "Liquidating", "closing positions", state.attempts, exit=exit_)
+    if outcome.kind is OutcomeKind.PASSED:
+        done = f"{exit_.message}; {outcome.message}" if outcome.message else exit_.message
+        return _move(state, exit_.phase, exit_.reason, done)
+    if outcome.kind is OutcomeKind.RUNNING:
+        return Decision(
+            Phase.LIQUIDATING, outcome.reason, outcome.message, retry_after=settings.backoff_base, exit=exit_
+        )
+    attempts = state.attempts + 1
+    return Decision(
+        phase=Phase.LIQUIDATING,
+        reason=outcome.reason,
+        message=f"{outcome.message} (exit attempt {attempts}, retrying)",
+        attempts=attempts,
+        retry_after=_backoff(attempts, settings),
+        exit=exit_,
     )
 
 

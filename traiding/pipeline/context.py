@@ -12,7 +12,7 @@ from traiding.domain.timeframes import timeframe_ms
 from traiding.errors import UserError
 from traiding.pipeline.events import EventLog
 from traiding.resource import Mode, TradingRunSpec
-from traiding_adapters.errors import ExchangeLayerError
+from traiding_adapters.errors import CircuitOpen, ExchangeLayerError
 from traiding_adapters.exchange import Exchange, OrderApi
 
 
@@ -48,7 +48,11 @@ class PhaseResult:
 
 # A phase's work reads and updates the run's checkpoint (plain JSON) in place; the caller persists it
 # after every call, which is what lets a restarted operator continue where it was.
-PhaseWork = Callable[[RunContext, dict[str, Any]], Awaitable[PhaseResult]]
+CheckWork = Callable[[RunContext, dict[str, Any]], Awaitable[PhaseResult]]
+# Work that must persist the checkpoint in the middle of a step (an order's intent before it is sent) gets
+# `Flush`: the driver's write of the run's status as it is at that moment; it raises when the write fails.
+Flush = Callable[[], Awaitable[None]]
+PhaseWork = Callable[[RunContext, dict[str, Any], Flush], Awaitable[PhaseResult]]
 
 
 def passed(phase: Phase, reason: str, message: str, results: dict[str, Any]) -> PhaseResult:
@@ -60,9 +64,13 @@ def failed(phase: Phase, reason: str, message: str, results: dict[str, Any] | No
 
 
 def outcome_of_error(phase: Phase, error: Exception) -> PhaseResult:
-    """Exchange errors marked transient are retried by the state machine; anything else fails the phase."""
+    """Exchange errors marked transient are retried by the state machine; anything else fails the phase.
+
+    An open circuit is retried too: the circuit is shared by every run on the key, so another run's failures
+    may have opened it, and it closes again after its cool-down.
+    """
     if isinstance(error, ExchangeLayerError):
-        kind = OutcomeKind.TRANSIENT if error.transient else OutcomeKind.FAILED
+        kind = OutcomeKind.TRANSIENT if error.transient or isinstance(error, CircuitOpen) else OutcomeKind.FAILED
         return PhaseResult(Outcome(phase, kind, type(error).__name__, str(error)))
     if isinstance(error, UserError):
         return PhaseResult(Outcome(phase, OutcomeKind.FAILED, "InvalidInput", str(error)))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -25,9 +26,29 @@ SESSION_PROGRESS_STEP_PCT = 10  # without a terminal, a progress line at least e
 
 
 def save_status(path: Path, status: TradingRunStatus) -> None:
+    _write_durably(path, json.dumps(status.model_dump(mode="json", exclude_none=True), indent=1))
+
+
+def _write_durably(path: Path, text: str) -> None:
+    """Replace the file atomically and durably: a crash leaves the old file or the new one, never half of one,
+    and an order's intent written here is on disk before the order is sent."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(status.model_dump(mode="json", exclude_none=True), indent=1))
+    with tmp.open("w", encoding="utf-8") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
     tmp.replace(path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename itself survives a power cut
+    finally:
+        os.close(directory)
+
+
+async def save_status_async(path: Path, status: TradingRunStatus) -> None:
+    """`save_status` without blocking the event loop (the status is serialised before the write starts)."""
+    text = json.dumps(status.model_dump(mode="json", exclude_none=True), indent=1)
+    await asyncio.to_thread(_write_durably, path, text)
 
 
 def load_status(path: Path) -> TradingRunStatus:
@@ -102,10 +123,15 @@ async def drive(
 ) -> TradingRunStatus:
     """Step the run until it reaches a final phase (or waits for an approval nobody gave); after each step the
     status is saved, shown, and handed to each of `observers` (the live report, the replay hold, the metrics of
-    `traiding run --metrics-port`)."""
+    `traiding run --metrics-port`). Within a step, the phase work saves the status through `persist` before it
+    sends an order (write-ahead intents)."""
     progress = progress or Progress(live=ctx.live)
+
+    async def persist(current: TradingRunStatus) -> None:
+        await save_status_async(status_path, current)
+
     while Phase(status.phase) not in TERMINAL:
-        status, decision = await advance(ctx, status, clock(), approval=approval)
+        status, decision = await advance(ctx, status, clock(), approval=approval, persist=persist)
         save_status(status_path, status)
         progress.update(status)
         for observe in observers:

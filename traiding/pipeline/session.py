@@ -1,22 +1,25 @@
-"""The Trading phase: the strategy on live candles, orders through the order API, risk limits enforced.
+"""The Trading and Liquidating phases: the strategy on live candles, and leaving the market flat.
 
-The session is a sequence of `step` calls, each one processing the candles that closed since the
-last one and returning the new checkpoint. The checkpoint is plain JSON kept by the caller (the
-run's status in the cluster, a file locally), so a restarted operator continues where it was:
-- an order's client order id comes from the run's uid and a sequence number that is saved
-  *before* the order is sent, so a resend after a crash reuses the id and cannot double-trade;
-- an order whose answer was lost is resolved by looking its client order id up, never resent blindly.
+The session is a sequence of `step` calls, each one processing the candles that closed since the last one.
+Everything lives in the checkpoint (plain JSON kept by the caller: the run's status in the cluster, a file
+locally), so a restarted operator continues where it was. Orders, fills and the books are the order life
+cycle's (`order_lifecycle`): every step first reconciles the orders whose outcome is not known yet, then
+books the protective stops that filled, then acts on the candles.
 
-Semantics match the backtester's: a signal on a candle's close acts at the next price (the market
-order goes out as soon as the candle has closed); the stop loss is checked against each closed
-candle's low and exits at the market. Session time is market time (candle open times), so a
-replayed market at 300x runs a 12h session in 144 s and a real exchange in 12 h.
+Semantics match the backtester's: a signal on a candle's close acts at the next price (the market order goes
+out as soon as the candle has closed); the stop loss rests on the exchange where it can, and is checked
+against each closed candle's low too. After downtime only the newest closed candle is acted on: signals of
+the candles that closed meanwhile are logged as skipped, never sent at today's price. "Meanwhile" is measured
+against the driver's polling cadence: on a real exchange a step sees one new candle, so only the newest one
+counts; a replay so fast that a few candles close between two polls (3000x: ten 5m candles a second) has its
+signals of the last few polling intervals acted on. Session time is market time (candle open times), so a
+replayed market at 300x runs a 12h session in 144 s and a real one in 12 h.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -26,31 +29,21 @@ from traiding.domain.candles import Candles
 from traiding.domain.statemachine import Outcome, OutcomeKind, Phase
 from traiding.domain.strategies import Strategy, get_strategy
 from traiding.domain.timeframes import duration_ms
-from traiding.pipeline.context import PhaseResult, RunContext, outcome_of_error
+from traiding.pipeline.context import Flush, PhaseResult, RunContext, outcome_of_error
 from traiding.pipeline.history import market_now_ms
-from traiding_adapters.client_ids import client_order_id
-from traiding_adapters.errors import CircuitOpen, ExchangeLayerError, OrderNotFound, OrderOutcomeUnknown
-from traiding_adapters.exchange import Market, Order, OrderRequest
+from traiding.pipeline.order_lifecycle import OrderLifecycle, OrderMismatch, append_capped, wall_clock_ms
+from traiding.pipeline.wiring import market_speed, poll_seconds
+from traiding_adapters.errors import CircuitOpen, ExchangeLayerError, OrderOutcomeUnknown
+from traiding_adapters.exchange import Market
 from traiding_adapters.paper import PaperBroker
 
 MAX_POINTS = 600  # equity/price points kept in the checkpoint for the report
-MAX_TRADES = 500  # closed trades kept in the checkpoint (the event log has all of them)
 DEGRADED_STEPS = 3  # after a failed step, this many steps open no new positions
+FRESH_POLLS = 4  # candles that closed within this many polling intervals of the newest one are still acted on
 
 
-class PositionsStillOpen(ExchangeLayerError):
-    """The session must end flat; an exit the exchange refused is retried (bounded by the state machine)."""
-
-    transient = True
-
-
-@dataclass
-class Position:
-    amount: float = 0.0  # base currency held by this run (after fees charged in the base currency)
-    entry_price: float = 0.0  # volume-weighted fill price
-    entry_time: int = 0
-    stop: float | None = None
-    cost: float = 0.0  # quote currency spent on `amount`, fees included: the basis of the trade's PnL
+async def _no_flush() -> None:
+    return None
 
 
 def limits_of(ctx: RunContext) -> risk.RiskLimits:
@@ -62,65 +55,106 @@ def strategy_of(ctx: RunContext) -> Strategy[Any]:
     return get_strategy(ctx.spec.strategy.name, ctx.spec.strategy.params)
 
 
-def _append_capped(points: list[Any], item: Any, cap: int) -> None:
-    points.append(item)
-    if len(points) > cap:
-        del points[1::2]  # thin out evenly, keeping the first point; the curve keeps its shape
+def holds_positions(checkpoint: dict[str, Any]) -> bool:
+    """Whether the session holds positions, resting stops or orders whose outcome is not known yet."""
+    session = checkpoint.get("session", {})
+    if session.get("intents"):
+        return True
+    return any(p.get("amount", 0) > 0 or p.get("stop_order") for p in session.get("positions", {}).values())
+
+
+def describe_holdings(checkpoint: dict[str, Any]) -> str:
+    """What the session holds, in words: positions with their stops' client order ids, unresolved orders."""
+    session = checkpoint.get("session", {})
+    parts = [
+        f"{p['amount']:g} {symbol}" + (f" (stop {p['stop_order']})" if p.get("stop_order") else "")
+        for symbol, p in session.get("positions", {}).items()
+        if p.get("amount", 0) > 0 or p.get("stop_order")
+    ]
+    parts += [f"order {coid} of unknown outcome" for coid in session.get("intents", {})]
+    return ", ".join(parts) or "nothing"
 
 
 class TradingSession:
-    def __init__(self, ctx: RunContext, checkpoint: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        ctx: RunContext,
+        checkpoint: dict[str, Any],
+        flush: Flush = _no_flush,
+        *,
+        wall_ms: Callable[[], int] = wall_clock_ms,
+    ) -> None:
         self.ctx = ctx
+        self.wall_ms = wall_ms
         self.cp: dict[str, Any] = checkpoint.setdefault("session", {})
         self.limits = limits_of(ctx)
         self.strategy = strategy_of(ctx)
         self.tf = ctx.timeframe_ms
         self.window = max(self.strategy.warmup * 2, self.strategy.warmup + 3, 10)
+        # A candle this much older than the newest closed one closed while no driver looked: its signal is stale.
+        cadence_ms = poll_seconds(ctx.spec) * market_speed(ctx.spec) * 1000
+        self.fresh_ms = max(self.tf, int(FRESH_POLLS * cadence_ms))
+        self._flush_status = flush
         self.markets: dict[str, Market] = {}
+        self._books: OrderLifecycle | None = None
 
-    # --- checkpoint accessors -------------------------------------------------------------------
-    def _position(self, symbol: str) -> Position:
-        raw = self.cp["positions"].get(symbol)
-        return Position(**raw) if raw else Position()
-
-    def _set_position(self, symbol: str, position: Position) -> None:
-        self.cp["positions"][symbol] = position.__dict__.copy()
+    @property
+    def books(self) -> OrderLifecycle:
+        assert self._books is not None, "the session is prepared at the start of each step"
+        return self._books
 
     def _risk(self) -> risk.RiskState:
         return risk.RiskState.from_dict(self.cp["risk"])
 
-    # --- the step -------------------------------------------------------------------------------
-    async def step(self) -> PhaseResult:
-        try:
-            return await self._step()
-        finally:
-            self._save_paper_account()
+    async def _flush(self) -> None:
+        self._save_paper_account()
+        await self._flush_status()
 
     def _save_paper_account(self) -> None:
         if isinstance(self.ctx.orders, PaperBroker):
             # The paper account is part of the run's state: a restarted driver restores it from here.
             self.cp["paper"] = self.ctx.orders.snapshot()
 
-    async def _step(self) -> PhaseResult:
+    async def _prepare(self) -> None:
+        if isinstance(self.ctx.orders, PaperBroker) and "paper" in self.cp:
+            # Every step starts from the stored account: a step redone after a crash or a conflict must not see
+            # orders of the attempt that was never written.
+            self.ctx.orders.restore(self.cp["paper"])
+        if not self.markets:
+            self.markets = await self.ctx.exchange.load_markets()
+        self._books = OrderLifecycle(self.ctx, self.cp, self.markets, self._flush, wall_ms=self.wall_ms)
+
+    # --- the Trading step -----------------------------------------------------------------------------------
+    async def step(self) -> PhaseResult:
         try:
-            if not self.markets:
-                self.markets = await self.ctx.exchange.load_markets()
+            return await self._step()
+        finally:
+            self._save_paper_account()
+
+    async def _step(self) -> PhaseResult:
+        done = False
+        try:
+            await self._prepare()
             if "started_ms" not in self.cp:
                 await self._start()
-            await self._resolve_pending()
+            waiting = await self.books.reconcile()
+            if waiting:
+                return self._running("WaitingForOrders", waiting)
+            await self.books.refresh_stops()
             # A kill switch whose liquidation failed is retried at once, not when the next candle closes.
             done = self._risk().killed or await self._process_new_candles()
             if done:
-                await self._close_all("kill_switch" if self._risk().killed else "session_end")
-                if self._open_symbols():
-                    raise PositionsStillOpen(
-                        f"the session is over but positions are still open in {', '.join(self._open_symbols())}; "
-                        "retrying the exit"
-                    )
+                await self.books.close_all("kill_switch" if self._risk().killed else "session_end")
                 # The closing fills (fees, slippage) are part of the result: record the realised equity.
                 last_time = max(int(t) for t in self.cp["last_closed"].values()) + self.tf
                 self.cp["equity"].append([last_time, self._equity()])
+            else:
+                for symbol in self.books.open_symbols():
+                    await self.books.ensure_stop(symbol)
             self.cp["degraded_steps"] = max(0, int(self.cp.get("degraded_steps", 0)) - 1)
+        except OrderMismatch as error:
+            self.ctx.events.emit("Trading", "OrderMismatch", str(error), level="error")
+            return PhaseResult(Outcome(Phase.TRADING, OutcomeKind.FAILED, "OrderMismatch", str(error)), self._results())
         except ExchangeLayerError as error:
             self.cp["degraded_steps"] = DEGRADED_STEPS
             self.cp["errors"] = int(self.cp.get("errors", 0)) + 1
@@ -137,28 +171,41 @@ class TradingSession:
         if done:
             reason = self._risk().kill_reason if self._risk().killed else "session finished"
             return PhaseResult(Outcome(Phase.TRADING, OutcomeKind.PASSED, "SessionEnded", reason), self._results())
-        return PhaseResult(Outcome(Phase.TRADING, OutcomeKind.RUNNING, "Trading", self._progress()), self._results())
+        return self._running("Trading", self._progress())
 
-    async def flatten(self) -> PhaseResult | None:
-        if "started_ms" not in self.cp:
-            return None
+    def _running(self, reason: str, message: str) -> PhaseResult:
+        return PhaseResult(Outcome(Phase.TRADING, OutcomeKind.RUNNING, reason, message), self._results())
+
+    # --- the Liquidating step -------------------------------------------------------------------------------
+    async def liquidate(self) -> PhaseResult:
+        """Cancel the session's stops and close its positions; PASSED once flat, else why not (retried)."""
         try:
-            if not self.markets:
-                self.markets = await self.ctx.exchange.load_markets()
-            await self._resolve_pending()
-            await self._close_all("cancelled")
-            if self._open_symbols():
-                raise PositionsStillOpen(f"positions still open in {', '.join(self._open_symbols())}")
-        except ExchangeLayerError as error:
-            outcome = Outcome(Phase.TRADING, OutcomeKind.TRANSIENT, type(error).__name__, f"cancelling: {error}")
-            return PhaseResult(outcome, self._results())
+            await self._prepare()
+            if "started_ms" not in self.cp:
+                return self._liquidation(OutcomeKind.PASSED, "Flat", "no session was started")
+            waiting = await self.books.reconcile()
+            if waiting:
+                return self._liquidation(OutcomeKind.RUNNING, "WaitingForOrders", waiting)
+            await self.books.refresh_stops()
+            await self.books.close_all("liquidation")
+        except ExchangeLayerError as error:  # an order mismatch too: the positions in the books still get closed
+            return self._refused(f"{type(error).__name__}: {error}")
         finally:
             self._save_paper_account()
-        return None
+        if self.books.holds_anything():
+            return self._refused(f"still open: {describe_holdings({'session': self.cp})}")
+        last_time = max((int(t) for t in self.cp.get("last_closed", {}).values()), default=0) + self.tf
+        self.cp["equity"].append([last_time, self._equity()])
+        return self._liquidation(OutcomeKind.PASSED, "Liquidated", "open positions closed")
 
-    def _open_symbols(self) -> list[str]:
-        return [symbol for symbol, p in self.cp["positions"].items() if p["amount"] > 0]
+    def _refused(self, why: str) -> PhaseResult:
+        self.ctx.events.emit("Liquidating", "ExitRefused", f"the exit did not complete: {why}", level="warning")
+        return self._liquidation(OutcomeKind.TRANSIENT, "ExitRefused", f"the exit did not complete: {why}")
 
+    def _liquidation(self, kind: OutcomeKind, reason: str, message: str) -> PhaseResult:
+        return PhaseResult(Outcome(Phase.LIQUIDATING, kind, reason, message), self._results())
+
+    # --- candles --------------------------------------------------------------------------------------------
     def _degraded(self) -> str | None:
         """Why the exchange counts as degraded (no new positions), or None."""
         if int(self.cp.get("degraded_steps", 0)) > 0:
@@ -177,11 +224,7 @@ class TradingSession:
             ends_ms=now + duration_ms(self.ctx.spec.session.duration),
             initial_equity=equity,
             cash=equity,
-            positions={},
             last_closed={},
-            seq=0,
-            pending=None,
-            trades=[],
             equity=[[now, equity]],
             prices={s: [] for s in self.ctx.spec.market.symbols},
             risk=risk.RiskState.start(equity, now).to_dict(),
@@ -209,51 +252,70 @@ class TradingSession:
             if len(candles) == 0:
                 continue
             last = self.cp["last_closed"].get(symbol)
-            new_from = 0 if last is None else int(np.searchsorted(candles.time, last, side="right"))
             if last is None:
                 # The first step only learns the history; trading starts with the next closed candle.
-                new_from = len(candles)
                 self.cp["last_closed"][symbol] = int(candles.time[-1])
                 self.cp["last_prices"][symbol] = float(candles.close[-1])
+                continue
+            new_from = int(np.searchsorted(candles.time, last, side="right"))
+            if new_from >= len(candles):
+                continue
+            skipped: list[str] = []
+            lowest = math.inf
+            newest = int(candles.time[-1])
             for index in range(new_from, len(candles)):
-                await self._on_candle(symbol, candles, index)
+                lowest = min(lowest, float(candles.low[index]))
+                fresh = newest - int(candles.time[index]) < self.fresh_ms
+                await self._on_candle(symbol, candles, index, act=fresh, skipped=skipped, lowest=lowest)
                 if self._risk().killed:
                     return True
+            if skipped:
+                self.ctx.events.emit(
+                    "Trading",
+                    "SignalsSkipped",
+                    f"{symbol}: {len(skipped)} signal(s) of candles that closed while no driver looked were not "
+                    f"acted on ({', '.join(skipped[:5])}{', ...' if len(skipped) > 5 else ''}); only the newest "
+                    "closed candles are traded",
+                    level="warning",
+                    metrics={"symbol": symbol, "skipped": len(skipped)},
+                )
         ends = self.cp["ends_ms"]
         return all(self.cp["last_closed"].get(s, -math.inf) + self.tf >= ends for s in self.ctx.spec.market.symbols)
 
-    async def _on_candle(self, symbol: str, candles: Candles, index: int) -> None:
+    async def _on_candle(
+        self, symbol: str, candles: Candles, index: int, *, act: bool, skipped: list[str], lowest: float
+    ) -> None:
+        """One closed candle: prices, equity and risk always; orders only for a fresh one (`act`)."""
         time = int(candles.time[index])
         close = float(candles.close[index])
         self.cp["last_closed"][symbol] = time
         self.cp["last_prices"][symbol] = close
-        _append_capped(self.cp["prices"].setdefault(symbol, []), [time, close], MAX_POINTS)
+        append_capped(self.cp["prices"].setdefault(symbol, []), [time, close], MAX_POINTS)
         if time + self.tf > self.cp["ends_ms"]:
             return
         window = candles.slice(max(0, index + 1 - self.window), index + 1)
         signals = self.strategy.signals(window)
-        position = self._position(symbol)
+        position = self.books.position(symbol)
         if position.amount > 0:
-            if position.stop is not None and float(candles.low[index]) <= position.stop:
-                await self._sell(symbol, position, "stop_loss", time)
+            # The stop is a risk limit, not a signal: a stop crossed by any candle since the last step exits now.
+            if act and position.stop is not None and lowest <= position.stop:
+                await self.books.sell(symbol, "stop_loss", time)
             elif bool(signals.exits[-1]):
-                await self._sell(symbol, position, "signal", time)
+                if act:
+                    await self.books.sell(symbol, "signal", time)
+                else:
+                    skipped.append(f"exit at {time}")
         elif bool(signals.entries[-1]):
-            await self._buy(symbol, time)
+            if act:
+                await self._buy(symbol, time)
+            else:
+                skipped.append(f"entry at {time}")
         equity = self._equity()
-        _append_capped(self.cp["equity"], [time + self.tf, equity], MAX_POINTS)
+        append_capped(self.cp["equity"], [time + self.tf, equity], MAX_POINTS)
         state = risk.observe_equity(self.limits, self._risk(), equity, time + self.tf)
         if state.killed and not self._risk().killed:
             self.ctx.events.emit("Trading", "KillSwitch", state.kill_reason, level="error", metrics={"equity": equity})
-            self.cp["risk"] = state.to_dict()
-            await self._close_all("kill_switch")
         self.cp["risk"] = state.to_dict()
-
-    # --- orders ---------------------------------------------------------------------------------
-    def _next_client_id(self) -> str:
-        sequence = int(self.cp["seq"])
-        self.cp["seq"] = sequence + 1
-        return client_order_id(self.ctx.run_uid, sequence)
 
     async def _buy(self, symbol: str, time: int) -> None:
         equity = self._equity()
@@ -275,153 +337,12 @@ class TradingSession:
             reason = "; ".join(problems) or "no free capital"
             self.ctx.events.emit("Trading", "EntrySkipped", f"{symbol}: {reason}", level="warning")
             return
-        order = await self._send(
-            OrderRequest(symbol=symbol, side="buy", type="market", amount=amount, client_order_id="")
-        )
-        if order is not None and order.filled > 0:
-            self._apply_fill(symbol, order, time, "entry")
+        await self.books.buy(symbol, amount, time)
 
-    async def _sell(self, symbol: str, position: Position, reason: str, time: int) -> None:
-        market = self.markets[symbol]
-        balances = await self.ctx.orders.fetch_balances()
-        free = balances[market.base].free if market.base in balances else 0.0
-        # Never sell more than the account holds: fees booked elsewhere (another currency, an order read back
-        # without its fills) must not turn every exit into an "insufficient balance" rejection.
-        amount = market.round_amount(min(position.amount, free))
-        if amount <= 0:
-            self._set_position(symbol, Position())
-            return
-        order = await self._send(
-            OrderRequest(symbol=symbol, side="sell", type="market", amount=amount, client_order_id=""), reason
-        )
-        if order is not None and order.filled > 0:
-            self._apply_fill(symbol, order, time, reason)
-
-    async def _send(self, request: OrderRequest, reason: str = "entry") -> Order | None:
-        request = request.model_copy(update={"client_order_id": self._next_client_id()})
-        # Saved before sending: a crash from here on resolves the order by this id, never resends blindly.
-        self.cp["pending"] = {**request.model_dump(), "reason": reason}
-        # The sequence number reaches the stored status only after this step. A driver that crashed after
-        # sending replays the step with the same id: look it up first, so the replay finds the order instead
-        # of placing it again (an exchange rejects a reused id only while that order is open).
-        try:
-            existing = await self.ctx.orders.fetch_order(request.symbol, client_order_id=request.client_order_id)
-        except OrderNotFound:
-            existing = None
-        if existing is not None:
-            self.cp["pending"] = None
-            self.ctx.events.emit(
-                "Trading", "OrderRecovered", f"order {request.client_order_id} was placed before a restart"
-            )
-            return existing
-        try:
-            order = await self.ctx.orders.create_order(request)
-        except ExchangeLayerError as error:
-            if error.transient or isinstance(error, OrderOutcomeUnknown | CircuitOpen):
-                raise  # stays pending: the next step looks the order up by its client order id
-            self.cp["pending"] = None
-            self.ctx.events.emit(
-                "Trading", "OrderRejected", f"{request.side} {request.symbol}: {error}", level="warning"
-            )
-            return None
-        self.cp["pending"] = None
-        return order
-
-    async def _resolve_pending(self) -> None:
-        pending = self.cp.get("pending")
-        if not pending:
-            return
-        try:
-            order = await self.ctx.orders.fetch_order(pending["symbol"], client_order_id=pending["client_order_id"])
-        except OrderNotFound:
-            self.ctx.events.emit(
-                "Trading",
-                "OrderNotPlaced",
-                f"order {pending['client_order_id']} never reached the exchange; the signal is dropped",
-                level="warning",
-            )
-            self.cp["pending"] = None
-            return
-        self.cp["pending"] = None
-        if order.filled > 0:
-            self._apply_fill(order.symbol, order, int(self.cp["last_closed"].get(order.symbol, 0)), pending["reason"])
-
-    def _apply_fill(self, symbol: str, order: Order, time: int, reason: str) -> None:
-        """Book a fill into the run's own cash and position (the account may hold other funds too)."""
-        market = self.markets[symbol]
-        price = order.average or order.price or float(self.cp["last_prices"][symbol])
-        fee_quote = order.fee.cost if order.fee and order.fee.currency == market.quote else 0.0
-        fee_base = order.fee.cost if order.fee and order.fee.currency == market.base else 0.0
-        position = self._position(symbol)
-        if order.side == "buy":
-            received = order.filled - fee_base
-            spent = order.cost + fee_quote
-            self.cp["cash"] = float(self.cp["cash"]) - spent
-            amount = position.amount + received
-            entry = (position.amount * position.entry_price + order.filled * price) / (position.amount + order.filled)
-            stop = risk.stop_price(self.limits, entry)
-            self._set_position(symbol, Position(amount, entry, time, stop, position.cost + spent))
-            message = f"bought {order.filled:g} {symbol} at {price:.8g} ({order.client_order_id})"
-        else:
-            proceeds = order.cost - fee_quote
-            self.cp["cash"] = float(self.cp["cash"]) + proceeds
-            sold = min(order.filled + fee_base, position.amount)
-            basis = position.cost * (sold / position.amount) if position.amount > 0 else 0.0
-            pnl = proceeds - basis
-            trade = {
-                "symbol": symbol,
-                "entry_time": position.entry_time,
-                "exit_time": time,
-                "entry_price": position.entry_price,
-                "exit_price": price,
-                "amount": order.filled,
-                "pnl": pnl,
-                "reason": reason,
-            }
-            _append_capped(self.cp["trades"], trade, MAX_TRADES)
-            self.cp["closed_trades"] = int(self.cp.get("closed_trades", 0)) + 1
-            self.cp["wins"] = int(self.cp.get("wins", 0)) + (1 if pnl > 0 else 0)
-            self.cp["losses"] = int(self.cp.get("losses", 0)) + (1 if pnl < 0 else 0)
-            remaining = position.amount - sold
-            if market.round_amount(remaining) <= 0:
-                self._set_position(symbol, Position())
-            else:
-                self._set_position(
-                    symbol,
-                    Position(
-                        remaining, position.entry_price, position.entry_time, position.stop, position.cost - basis
-                    ),
-                )
-            message = f"sold {order.filled:g} {symbol} at {price:.8g} ({reason}), pnl {pnl:+.2f}"
-        self.ctx.events.emit(
-            "Trading",
-            "OrderFilled",
-            message,
-            metrics={
-                "symbol": symbol,
-                "side": order.side,
-                "price": price,
-                "amount": order.filled,
-                "status": order.status,
-                "client_order_id": order.client_order_id,
-            },
-        )
-
-    async def _close_all(self, reason: str) -> None:
-        for symbol in self.ctx.spec.market.symbols:
-            position = self._position(symbol)
-            if position.amount > 0:
-                await self._sell(symbol, position, reason, int(self.cp["last_closed"].get(symbol, 0)))
-
-    # --- numbers --------------------------------------------------------------------------------
+    # --- numbers --------------------------------------------------------------------------------------------
     def _equity(self) -> float:
-        """The run's equity: its cash plus its positions at the last closed prices."""
-        prices = self.cp["last_prices"]
-        held = sum(
-            float(p["amount"]) * float(prices.get(symbol, p["entry_price"]))
-            for symbol, p in self.cp["positions"].items()
-        )
-        return float(self.cp["cash"]) + held
+        """The run's equity: its cash plus its positions (and dust) at the last closed prices."""
+        return self.books.equity(self.cp["last_prices"])
 
     def _progress_pct(self) -> float:
         done = max(self.cp["last_closed"].get(s, self.cp["started_ms"]) for s in self.ctx.spec.market.symbols)
@@ -441,17 +362,17 @@ class TradingSession:
         return {
             "equity": equity,
             "trades": int(self.cp.get("closed_trades", 0)),
-            "openPositions": sum(1 for p in self.cp["positions"].values() if p["amount"] > 0),
+            "openPositions": sum(1 for p in self.cp.get("positions", {}).values() if p["amount"] > 0),
+            "fees": float(self.cp.get("fees", 0.0)),
             "killSwitch": self._risk().killed,
             "errors": int(self.cp.get("errors", 0)),
             "progressPct": round(self._progress_pct(), 1),
         }
 
 
-async def trading_step(ctx: RunContext, checkpoint: dict[str, Any]) -> PhaseResult:
-    return await TradingSession(ctx, checkpoint).step()
+async def trading_step(ctx: RunContext, checkpoint: dict[str, Any], flush: Flush) -> PhaseResult:
+    return await TradingSession(ctx, checkpoint, flush).step()
 
 
-async def flatten_session(ctx: RunContext, checkpoint: dict[str, Any]) -> PhaseResult | None:
-    """Close the session's positions (a cancelled run); None once flat, else the transient reason to retry."""
-    return await TradingSession(ctx, checkpoint).flatten()
+async def liquidation_step(ctx: RunContext, checkpoint: dict[str, Any], flush: Flush) -> PhaseResult:
+    return await TradingSession(ctx, checkpoint, flush).liquidate()

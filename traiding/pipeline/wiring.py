@@ -9,7 +9,6 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from traiding.domain.candles import CandleCache
 from traiding.domain.statemachine import Approval, Decision, Phase
@@ -34,24 +33,20 @@ class RunIdentity:
     uid: str  # seeds the client order ids: stable for the run's whole life, across restarts
 
 
-def paper_broker(
-    spec: TradingRunSpec,
-    exchange: Exchange,
-    saved: dict[str, Any] | None,
-    observer: ExchangeObserver = NULL_OBSERVER,
-) -> PaperBroker:
-    """The dry run's simulated account, on the run's capital, or as it was saved in the checkpoint."""
+def paper_broker(spec: TradingRunSpec, exchange: Exchange, observer: ExchangeObserver = NULL_OBSERVER) -> PaperBroker:
+    """The dry run's simulated account on the run's capital; the session restores it from the checkpoint."""
     base_currencies = {symbol.split("/")[0]: 0.0 for symbol in spec.market.symbols}
-    broker = PaperBroker(
+    return PaperBroker(
         exchange,
         {spec.capital.currency: spec.capital.initial, **base_currencies},
-        PaperSettings(fee_rate=spec.costs.feeRate, slippage_bps=spec.costs.slippagePct * 100),
+        PaperSettings(
+            fee_rate=spec.costs.feeRate,
+            slippage_bps=spec.costs.slippagePct * 100,
+            candle_timeframe=str(spec.market.timeframe),
+        ),
         observer=observer,
         exchange_id=exchange.exchange_id,
     )
-    if saved:
-        broker.restore(saved)
-    return broker
 
 
 def market_speed(spec: TradingRunSpec) -> float:
@@ -88,19 +83,18 @@ async def open_context(
     simulator_url: str | None,
     events: EventLog,
     cache: CandleCache,
-    checkpoint: dict[str, Any],
 ) -> RunContext:
     """The run's context; the exchange handle is released when `stack` closes.
 
     `simulator_url` is the simulator's base URL for runs against the simulator (None for a real exchange);
-    a dry run's paper account continues from the checkpoint's saved state, if any.
+    a dry run's paper account continues from the checkpoint's saved state at every step of the session.
     """
     urls = client_urls(simulator_url) if simulator_url is not None else None
     exchange = hub.get(spec.exchange.id, credentials, urls)
     stack.push_async_callback(exchange.close)
     orders: OrderApi = exchange
     if spec.mode is Mode.DRY_RUN:
-        orders = paper_broker(spec, exchange, checkpoint.get("session", {}).get("paper"), hub.observer)
+        orders = paper_broker(spec, exchange, hub.observer)
     return RunContext(
         run_name=run.name,
         run_uid=run.uid,

@@ -1,0 +1,237 @@
+"""Live runs driven by real `traiding operator` processes, against the real control plane and the simulator.
+
+`OperatorProcess` runs the documented command (`traiding operator --namespace NS`) as a subprocess that a test
+may SIGKILL; `LiveRuns` creates live runs (a Secret, a simulator key and account per run, approved at once)
+and checks a run's books against the simulator's own record of its account, order by order.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from pydantic import SecretStr
+
+from tests.cluster_plugin import KubeCluster
+from tests.integration.example_runs import example_run
+from tests.integration.test_operator import GROUP, PLURAL, VERSION, create_run, describe, get_run
+from traiding.pipeline.crash_points import CRASH_AT_ENV
+from traiding_operator.lease import lease_name
+from traiding_simulator import ApiKeyConfig, ThreadedSimulator
+
+TRAIDING = str(Path(sys.executable).parent / "traiding")
+FINAL = ("Succeeded", "Failed", "Cancelled")
+
+
+@dataclass
+class OperatorProcess:
+    """`traiding operator` in a subprocess: started, SIGKILLed, started again, with its logs in a file."""
+
+    kube_cluster: KubeCluster
+    namespace: str
+    log_dir: Path
+    identity: str
+    lease_seconds: int = 15
+    crash_at: str | None = None  # TRAIDING_TEST_CRASH_AT for the next start
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+    _log: Any = field(default=None, repr=False)
+
+    def start(self) -> OperatorProcess:
+        self.starts += 1
+        env = dict(self.kube_cluster.env())
+        env["TRAIDING_CACHE_DIR"] = str(self.log_dir / "cache")
+        env.pop("TRAIDING_SIMULATOR_URL", None)
+        env.pop(CRASH_AT_ENV, None)
+        if self.crash_at:
+            env[CRASH_AT_ENV] = self.crash_at
+        self._log = (self.log_dir / f"operator-{self.identity}.log").open("ab")
+        self._log.write(f"--- start {self.starts} (crash at: {self.crash_at}) ---\n".encode())
+        self._log.flush()
+        command = [
+            TRAIDING,
+            "operator",
+            "--namespace",
+            self.namespace,
+            "--identity",
+            self.identity,
+            "--lease-seconds",
+            str(self.lease_seconds),
+        ]
+        self.process = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no graceful stop, as an OOM kill or a node failure."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+        self._close_log()
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(90)
+            except subprocess.TimeoutExpired:
+                self.process.send_signal(signal.SIGKILL)
+                self.process.wait(30)
+        self._close_log()
+
+    def died_by_itself(self) -> bool:
+        """Whether it exited without us (the crash hook SIGKILLs the process itself)."""
+        return self.process is not None and self.process.poll() is not None
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_tail(self, lines: int = 40) -> str:
+        path = self.log_dir / f"operator-{self.identity}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+def live_run(name: str, sim: ThreadedSimulator, *, symbols: list[str], **overrides: Any) -> dict[str, Any]:
+    """A live run against `sim`, approved at creation, with gates that any market passes (this is about orders,
+    not about strategies); `overrides` as dotted paths."""
+    settings: dict[str, Any] = {
+        "mode": "live",
+        "exchange.credentialsSecretRef": {"name": f"{name}-keys"},
+        "market.symbols": symbols,
+        "strategy.params": {"fast": 3, "slow": 8},
+        "risk": {"maxPositionFraction": round(0.9 / len(symbols), 3), "stopLossPct": 1, "maxDrawdownPct": 50},
+        "gates.dataCheck.lookback": "2d",
+        "gates.backtest": {"minTrades": 0, "minSharpe": None, "maxDrawdownPct": None},
+        **overrides,
+    }
+    document = example_run(sim.base_url, **settings)
+    document["metadata"] = {"name": name, "annotations": {"traiding.io/approved-by": "test"}}
+    return document
+
+
+class LiveRuns:
+    """Live runs in one namespace, each trading its own simulator account with its own key."""
+
+    def __init__(self, k8s_api: Any, namespace: str, sim: ThreadedSimulator) -> None:
+        self.k8s_api = k8s_api
+        self.namespace = namespace
+        self.sim = sim
+
+    def create(self, name: str, *, symbols: list[str], **overrides: Any) -> None:
+        key, secret = f"key-{name}", f"secret-{name}-0123456789"
+        self.sim.add_key(ApiKeyConfig(key=key, secret=SecretStr(secret), account=name))
+        client.CoreV1Api(self.k8s_api).create_namespaced_secret(
+            self.namespace,
+            client.V1Secret(
+                metadata=client.V1ObjectMeta(name=f"{name}-keys"), string_data={"apiKey": key, "secret": secret}
+            ),
+        )
+        create_run(self.k8s_api, self.namespace, live_run(name, self.sim, symbols=symbols, **overrides))
+
+    def get(self, name: str) -> dict[str, Any]:
+        return get_run(self.k8s_api, self.namespace, name)
+
+    def session(self, name: str) -> dict[str, Any]:
+        return dict(self.get(name).get("status", {}).get("checkpoint", {}).get("session", {}))
+
+    def lease_holder(self, name: str) -> str | None:
+        try:
+            lease = client.CoordinationV1Api(self.k8s_api).read_namespaced_lease(lease_name(name), self.namespace)
+        except client.exceptions.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return lease.spec.holder_identity if lease.spec else None
+
+    def wait(self, name: str, condition: Callable[[dict[str, Any]], bool], what: str, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        obj: dict[str, Any] | None = None
+        while time.monotonic() < deadline:
+            obj = self.get(name)
+            if condition(obj):
+                return obj
+            time.sleep(0.25)
+        pytest.fail(f"{name}: no {what} within {timeout:.0f} s; last seen {describe(obj)}", pytrace=False)
+
+    def delete(self, name: str) -> None:
+        client.CustomObjectsApi(self.k8s_api).delete_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name
+        )
+
+    def wait_gone(self, name: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.gone(name) and time.monotonic() < deadline:
+            time.sleep(0.25)
+        return self.gone(name)
+
+    def gone(self, name: str) -> bool:
+        try:
+            self.get(name)
+        except client.exceptions.ApiException as error:
+            if error.status == 404:
+                return True
+            raise
+        return False
+
+    def check_books(self, name: str, session: dict[str, Any]) -> int:
+        return check_books(self.sim, name, session)
+
+
+def check_books(sim: ThreadedSimulator, account: str, session: dict[str, Any]) -> int:
+    """The run's books hold exactly what the exchange executed for its account, order by order, to the cent;
+    nothing of the run rests on the exchange. Returns how many orders filled."""
+    orders = {o["clientOrderId"]: o for o in sim.orders(account)}
+    filled = {coid: o for coid, o in orders.items() if Decimal(o["executedQty"]) > 0}
+    booked = session["orders"]
+    assert set(booked) == set(filled), f"{account}: booked and executed orders differ"
+    for coid, order in filled.items():
+        quantity, cost = float(order["executedQty"]), float(order["cummulativeQuoteQty"])
+        record = booked[coid]
+        assert record["filled"] == pytest.approx(quantity, abs=1e-9), coid
+        assert record["cost"] == pytest.approx(cost, abs=0.01), coid
+        commission = sum(
+            float(amount) * (cost / quantity if asset != "USDT" else 1.0)
+            for asset, amount in order["commission"].items()
+        )
+        assert record["fee_quote"] == pytest.approx(commission, abs=0.01), coid
+    resting = [coid for coid, o in orders.items() if o["status"] in ("NEW", "PARTIALLY_FILLED")]
+    assert resting == [], f"{account}: orders still open on the exchange: {resting}"
+    balances = sim.balances(account)
+    for symbol in session["positions"]:
+        base = symbol.split("/")[0]
+        left = float(sum(balances.get(base, (Decimal(0), Decimal(0)))))
+        assert left == pytest.approx(session.get("dust", {}).get(symbol, 0.0), abs=1e-9), f"{account}: {base}"
+    return len(filled)
+
+
+def each_order_sent_once(sim: ThreadedSimulator) -> dict[str, int]:
+    """Client order ids the exchange accepted more than once (Binance's rule lets a filled id be reused)."""
+    counts: dict[str, int] = sim.stats()["orders_by_client_order_id"]
+    return {coid: n for coid, n in counts.items() if n != 1}
+
+
+def phase_of(obj: dict[str, Any]) -> str:
+    return str(obj.get("status", {}).get("phase", "Pending"))
+
+
+def holding_with_stop(obj: dict[str, Any]) -> bool:
+    session = obj.get("status", {}).get("checkpoint", {}).get("session", {})
+    return phase_of(obj) == "Trading" and any(
+        p["amount"] > 0 and p.get("stop_order") for p in session.get("positions", {}).values()
+    )

@@ -1,0 +1,400 @@
+"""The order life cycle: write-ahead intents, reconciliation after a crash, exactly-once booking, fees, dust.
+
+The exchange here keeps its orders whatever happens to the run (as a real one does): `ExchangeAccount` wraps
+a paper broker's matching but is not restored from the run's checkpoint, and, like Binance, it may still
+accept a request for a while after a send was given up (`late_order_window_ms`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.unit.test_session import (
+    FLAT,
+    RISE,
+    SYMBOL,
+    T0,
+    TF,
+    AnswerLostBroker,
+    ScriptedMarket,
+    event_types,
+    fills,
+    make_context,
+)
+from traiding.domain.statemachine import OutcomeKind
+from traiding.pipeline.context import RunContext
+from traiding.pipeline.order_lifecycle import SEND_START_LIMIT_MS, SEND_TIMEOUT_S, OrderLifecycle
+from traiding.pipeline.session import TradingSession
+from traiding_adapters.client_ids import client_order_id
+from traiding_adapters.errors import UnknownSymbol
+from traiding_adapters.exchange import Balance, Fee, Market, Order, OrderRequest, Ticker
+from traiding_adapters.paper import PaperBroker, PaperSettings
+
+BTC = "BTC/USDT"
+
+
+class Crash(BaseException):
+    """The driver process dies here (nothing after this point runs, nothing is written)."""
+
+
+class ExchangeAccount:
+    """An exchange account: its orders survive the run's crashes; counts every create per client order id."""
+
+    def __init__(self, market: ScriptedMarket, window_ms: int = 60_000) -> None:
+        self.matching = PaperBroker(
+            market,
+            {"USDT": 10_000.0, "ETH": 0.0, "BTC": 0.0},
+            PaperSettings(fee_rate=0.001, slippage_bps=0, candle_timeframe="5m"),
+        )
+        self.window_ms = window_ms
+        self.creates: Counter[str] = Counter()
+
+    @property
+    def late_order_window_ms(self) -> int:
+        return self.window_ms
+
+    async def supports_protective_stops(self, symbol: str) -> bool:
+        return True
+
+    async def fetch_balances(self) -> dict[str, Balance]:
+        return await self.matching.fetch_balances()
+
+    async def create_order(self, request: OrderRequest) -> Order:
+        self.creates[request.client_order_id] += 1
+        return await self.matching.create_order(request)
+
+    async def cancel_order(self, symbol: str, *, client_order_id: str) -> Order:
+        return await self.matching.cancel_order(symbol, client_order_id=client_order_id)
+
+    async def fetch_order(self, symbol: str, *, client_order_id: str) -> Order:
+        return await self.matching.fetch_order(symbol, client_order_id=client_order_id)
+
+
+class Store:
+    """What the driver persisted: a copy of the checkpoint at every flush; `crash_at` kills it at that flush
+    (before writing), `crash_after` right after writing that flush (before the order goes out)."""
+
+    def __init__(
+        self,
+        checkpoint: dict[str, Any],
+        crash_at: int | None = None,
+        crash_after: int | None = None,
+        account: ExchangeAccount | None = None,
+    ) -> None:
+        self.checkpoint = checkpoint
+        self.crash_at = crash_at
+        self.crash_after = crash_after
+        self.account = account
+        self.flushes: list[dict[str, Any]] = []
+        self.sent_before: list[set[str]] = []  # client order ids the exchange had at each flush
+
+    async def flush(self) -> None:
+        if self.crash_at is not None and len(self.flushes) + 1 == self.crash_at:
+            raise Crash
+        self.flushes.append(json.loads(json.dumps(self.checkpoint)))
+        self.sent_before.append(set(self.account.creates) if self.account else set())
+        if self.crash_after is not None and len(self.flushes) == self.crash_after:
+            raise Crash
+
+    @property
+    def stored(self) -> dict[str, Any]:
+        return copy.deepcopy(self.flushes[-1])
+
+
+def two_symbol_context(tmp_path: Path) -> tuple[RunContext, ScriptedMarket, ExchangeAccount, Any]:
+    market = ScriptedMarket({SYMBOL: FLAT + RISE + [108.0] * 30, BTC: FLAT + RISE + [108.0] * 30})
+    ctx, sink, _ = make_context(market, tmp_path, symbols=[SYMBOL, BTC], maxPositionFraction=0.3)
+    account = ExchangeAccount(market)
+    ctx.orders = account
+    return ctx, market, account, sink
+
+
+async def test_an_intent_is_persisted_before_its_order_is_sent(tmp_path: Path) -> None:
+    ctx, market, account, _ = two_symbol_context(tmp_path)
+    checkpoint: dict[str, Any] = {}
+    store = Store(checkpoint, account=account)
+    await TradingSession(ctx, checkpoint, store.flush).step()
+    market.advance(2)
+    await TradingSession(ctx, checkpoint, store.flush).step()
+    assert len(store.flushes) == 2  # one write per order, each before its send
+    for flushed, symbol in zip(store.flushes, [SYMBOL, BTC], strict=True):
+        [intent] = [i for i in flushed["session"]["intents"].values() if i["symbol"] == symbol]
+        assert intent["side"] == "buy" and intent["reason"] == "entry" and intent["amount"] > 0
+        assert intent["client_order_id"] == client_order_id(
+            "abc123", f"{symbol}|buy|market|{intent['candle_time']}|entry|0"
+        )
+    for flushed, sent_before in zip(store.flushes, store.sent_before, strict=True):
+        assert not set(flushed["session"]["intents"]) & sent_before  # not yet sent when it was written
+    assert checkpoint["session"]["intents"] == {}  # both resolved by the end of the step
+    assert set(checkpoint["session"]["orders"]) == set(account.creates)
+
+
+async def test_a_failed_write_sends_nothing(tmp_path: Path) -> None:
+    ctx, market, account, _ = two_symbol_context(tmp_path)
+    checkpoint: dict[str, Any] = {}
+    await TradingSession(ctx, checkpoint).step()
+    market.advance(2)
+
+    class Conflict(Exception):
+        pass
+
+    async def conflicting() -> None:
+        raise Conflict("the object changed since this step read it")
+
+    with pytest.raises(Conflict):
+        await TradingSession(ctx, checkpoint, conflicting).step()
+    assert account.creates == Counter()
+
+
+async def test_a_crash_between_send_and_write_is_reconciled_once_on_a_changed_market(tmp_path: Path) -> None:
+    """The review's scenario: two symbols, the driver dies after sending the first symbol's buy; the restarted
+    driver sees one more candle. Nothing is sent twice, and what was sent is booked exactly once."""
+    ctx, market, account, sink = two_symbol_context(tmp_path)
+    checkpoint: dict[str, Any] = {}
+    store = Store(checkpoint, crash_at=2)  # dies when writing the second intent: the first order is out
+    await TradingSession(ctx, checkpoint, store.flush).step()
+    market.advance(2)
+    with pytest.raises(Crash):
+        await TradingSession(ctx, checkpoint, store.flush).step()
+    [sent] = list(account.creates)
+    restarted = store.stored  # the status the cluster holds: the first intent, not its result
+    assert list(restarted["session"]["intents"]) == [sent]
+    market.advance()
+    store.crash_at = None
+    result = await TradingSession(ctx, restarted, store.flush).step()
+    assert result.outcome.kind is OutcomeKind.RUNNING
+    assert set(account.creates.values()) == {1}  # every intent sent at most once
+    assert restarted["session"]["intents"] == {}
+    booked = restarted["session"]["orders"]
+    assert set(booked) == set(account.creates)  # every order the exchange has is in the books, once
+    eth = await account.fetch_order(SYMBOL, client_order_id=sent)
+    assert restarted["session"]["positions"][SYMBOL]["amount"] == pytest.approx(eth.filled)
+    assert "OrderRecovered" in event_types(sink)
+
+
+async def test_an_order_under_our_id_that_is_not_the_intended_one_stops_the_run(tmp_path: Path) -> None:
+    ctx, market, account, sink = two_symbol_context(tmp_path)
+    checkpoint: dict[str, Any] = {}
+    store = Store(checkpoint, crash_after=1)  # written, then dead before the send
+    await TradingSession(ctx, checkpoint, store.flush).step()
+    market.advance(2)
+    with pytest.raises(Crash):
+        await TradingSession(ctx, checkpoint, store.flush).step()
+    restarted = store.stored
+    [intent] = restarted["session"]["intents"].values()
+    # Someone else placed an order under that id, for another amount: not ours.
+    await account.matching.create_order(
+        OrderRequest(
+            symbol=SYMBOL,
+            side="buy",
+            type="market",
+            amount=intent["amount"] / 2,
+            client_order_id=intent["client_order_id"],
+        )
+    )
+    account.creates.clear()
+    result = await TradingSession(ctx, restarted).step()
+    assert (result.outcome.kind, result.outcome.reason) == (OutcomeKind.FAILED, "OrderMismatch")
+    assert "is not the order this run intended" in result.outcome.message
+    assert f"amount {intent['amount'] / 2:g}, intended {intent['amount']:g}" in result.outcome.message
+    assert restarted["session"]["mismatched"][0]["client_order_id"] == intent["client_order_id"]
+    assert restarted["session"]["positions"].get(SYMBOL, {}).get("amount", 0) == 0  # not booked as ours
+    assert account.creates == Counter()
+    assert [e.level for e in sink.events if e.type == "OrderMismatch"] == ["error"]
+
+
+async def test_an_unknown_intent_waits_for_the_late_request_window_then_counts_as_not_placed(tmp_path: Path) -> None:
+    ctx, market, account, sink = two_symbol_context(tmp_path)
+    checkpoint: dict[str, Any] = {}
+    wall = [1_000_000]
+    store = Store(checkpoint, crash_after=1)  # written, then the process dies before sending
+    await TradingSession(ctx, checkpoint, store.flush, wall_ms=lambda: wall[0]).step()
+    market.advance(2)
+    with pytest.raises(Crash):
+        await TradingSession(ctx, checkpoint, store.flush, wall_ms=lambda: wall[0]).step()
+    restarted = store.stored
+    [coid] = restarted["session"]["intents"]
+    window = SEND_START_LIMIT_MS + int(SEND_TIMEOUT_S * 1000) + account.window_ms
+    wall[0] += window - 1  # a request on its way could still be accepted
+    waiting = await TradingSession(ctx, restarted, wall_ms=lambda: wall[0]).step()
+    assert (waiting.outcome.kind, waiting.outcome.reason) == (OutcomeKind.RUNNING, "WaitingForOrders")
+    assert coid in waiting.outcome.message
+    assert list(restarted["session"]["intents"]) == [coid]
+    wall[0] += 2
+    await TradingSession(ctx, restarted, wall_ms=lambda: wall[0]).step()
+    assert restarted["session"]["intents"] == {}
+    [dropped] = [e for e in sink.events if e.type == "OrderNotPlaced"]
+    assert coid in dropped.message and dropped.level == "warning"
+    assert account.creates[coid] == 0  # never sent, and not sent now either: its candle is history
+
+
+async def test_a_paper_order_the_stored_account_does_not_know_was_never_placed(tmp_path: Path) -> None:
+    market = ScriptedMarket(FLAT + RISE + [108.0] * 30)
+    ctx, sink, broker = make_context(market, tmp_path)
+    checkpoint: dict[str, Any] = {}
+    store = Store(checkpoint, crash_at=2)
+    await TradingSession(ctx, checkpoint, store.flush).step()
+    market.advance(2)
+    store.crash_at = None
+
+    original = broker.create_order
+
+    async def send_then_die(request: OrderRequest) -> Order:
+        await original(request)
+        raise Crash
+
+    broker.create_order = send_then_die  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        await TradingSession(ctx, checkpoint, store.flush).step()
+    broker.create_order = original  # type: ignore[method-assign]
+    restarted = store.stored  # the paper account as written with the intent: without the order
+    await TradingSession(ctx, restarted, store.flush).step()
+    assert restarted["session"]["intents"] == {}
+    assert "OrderNotPlaced" in event_types(sink)
+    assert restarted["session"]["paper"]["orders"] == []  # the account and the books agree: no position
+    assert restarted["session"]["positions"].get(SYMBOL, {}).get("amount", 0) == 0
+
+
+async def test_an_order_is_booked_once_whatever_reports_it(tmp_path: Path) -> None:
+    market = ScriptedMarket(FLAT + RISE + [108.0] * 30)
+    ctx, _, broker = make_context(market, tmp_path)
+    checkpoint: dict[str, Any] = {"cash": 10_000.0}
+    books = OrderLifecycle(ctx, checkpoint, await market.load_markets(), flush=_nothing)
+    order = await broker.create_order(
+        OrderRequest(symbol=SYMBOL, side="buy", type="market", amount=1.0, client_order_id="t1")
+    )
+    await books._book(order, "entry", T0)
+    await books._book(order, "entry", T0)
+    assert books.position(SYMBOL).amount == pytest.approx(1.0)
+    assert checkpoint["cash"] == pytest.approx(10_000 - order.cost - order.fee_in("USDT"))
+
+
+async def _nothing() -> None:
+    return None
+
+
+class BnbFees(AnswerLostBroker):
+    """Binance with the BNB discount: the commission is paid in BNB, not in the traded assets."""
+
+    async def create_order(self, request: OrderRequest) -> Order:
+        order = await super().create_order(request)
+        return order.model_copy(update={"fees": (Fee(currency="BNB", cost=0.01),)})
+
+
+async def test_fees_paid_in_bnb_are_booked_in_the_quote_currency(tmp_path: Path) -> None:
+    market = ScriptedMarket({SYMBOL: FLAT + RISE, "BNB/USDT": [300.0] * 16})
+    ctx, sink, _ = make_context(market, tmp_path)
+    ctx.orders = BnbFees(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0, slippage_bps=0))
+    checkpoint: dict[str, Any] = {"cash": 10_000.0}
+    books = OrderLifecycle(ctx, checkpoint, await market.load_markets(), flush=_nothing)
+    order = await books.buy(SYMBOL, 1.0, T0)
+    assert order is not None
+    assert checkpoint["fees"] == pytest.approx(0.01 * 300.0)  # 0.01 BNB at the BNB/USDT mid
+    assert checkpoint["cash"] == pytest.approx(10_000 - order.cost - 3.0)
+    assert books.position(SYMBOL).amount == pytest.approx(1.0)  # nothing taken from the base
+    assert fills(sink)[0]["fee"] == pytest.approx(3.0)
+
+
+async def test_a_remainder_below_the_minimum_notional_is_reported_as_dust_not_retried(tmp_path: Path) -> None:
+    market = ScriptedMarket(FLAT + RISE + [108.0] * 30)
+    ctx, sink, broker = make_context(market, tmp_path)
+    checkpoint: dict[str, Any] = {"cash": 10_000.0, "last_prices": {SYMBOL: 100.0}}
+    books = OrderLifecycle(ctx, checkpoint, await market.load_markets(), flush=_nothing)
+    await books.buy(SYMBOL, 0.03, T0)  # worth about 3 USDT: below the minimum notional of 5
+    await books.sell(SYMBOL, "signal", T0 + TF)
+    await books.sell(SYMBOL, "signal", T0 + 2 * TF)
+    assert [o.side for o in broker._orders.values()] == ["buy"]
+    assert checkpoint["positions"][SYMBOL]["amount"] == 0
+    assert checkpoint["dust"][SYMBOL] == pytest.approx(0.03)
+    [dust] = [e for e in sink.events if e.type == "DustLeft"]
+    assert "below the minimum notional 5.0" in dust.message and dust.level == "warning"
+    assert books.equity({SYMBOL: 100.0}) == pytest.approx(checkpoint["cash"] + 3.0)  # dust still counts
+
+
+async def test_a_stop_that_filled_while_the_driver_was_away_is_booked_at_its_fill(tmp_path: Path) -> None:
+    closes = FLAT + RISE + [108.5] * 34
+    market = ScriptedMarket(closes, lows={len(FLAT) + len(RISE) + 3: 90.0})
+    ctx, _, broker = make_context(market, tmp_path, stopLossPct=5)
+    checkpoint: dict[str, Any] = {}
+    await TradingSession(ctx, checkpoint).step()
+    market.advance(2)
+    await TradingSession(ctx, checkpoint).step()
+    stop = checkpoint["session"]["positions"][SYMBOL]["stop_order"]
+    stored = json.loads(json.dumps(checkpoint))
+    market.advance(8)  # the driver is away while the price falls through the stop and recovers
+    await TradingSession(ctx, stored).step()
+    [trade] = stored["session"]["trades"]
+    assert (trade["reason"], trade["exit_time"]) == ("stop_loss", T0 + (len(FLAT) + len(RISE) + 3) * TF)
+    assert stored["session"]["orders"][stop]["side"] == "sell"
+    assert not [o for o in broker._orders.values() if o.type == "market" and o.side == "sell"]
+
+
+async def test_a_partly_filled_exit_moves_the_stop_to_what_is_left(tmp_path: Path) -> None:
+    market = ScriptedMarket(FLAT + RISE + [108.0] * 30)
+    ctx, _, broker = make_context(market, tmp_path, stopLossPct=5)
+    checkpoint: dict[str, Any] = {"cash": 10_000.0, "last_prices": {SYMBOL: 108.0}}
+    markets: dict[str, Market] = await market.load_markets()
+    books = OrderLifecycle(ctx, checkpoint, markets, flush=_nothing)
+    await books.buy(SYMBOL, 10.0, T0)
+    first_stop = books.position(SYMBOL).stop_order
+    assert first_stop is not None and books.position(SYMBOL).stop_amount == pytest.approx(10.0)
+    partial = await broker.create_order(
+        OrderRequest(symbol=SYMBOL, side="buy", type="market", amount=0.5, client_order_id="manual-extra")
+    )
+    await books._book(partial, "entry", T0 + TF)  # the position grew: the stop must cover all of it
+    await books.ensure_stop(SYMBOL)
+    moved = books.position(SYMBOL)
+    assert moved.stop_order not in (None, first_stop)
+    assert moved.stop_amount == pytest.approx(moved.amount)
+    assert (await broker.fetch_order(SYMBOL, client_order_id=first_stop)).status == "canceled"
+
+
+class ListedOnly(ScriptedMarket):
+    """Tickers only for the symbols it lists, as an exchange answers for others."""
+
+    async def fetch_ticker(self, symbol: str) -> Ticker:
+        if symbol not in self.close:
+            raise UnknownSymbol(f"{symbol} is not listed on scripted")
+        return await super().fetch_ticker(symbol)
+
+
+async def test_a_fee_asset_listed_the_other_way_round_is_valued_through_the_inverse_market(tmp_path: Path) -> None:
+    market = ListedOnly({SYMBOL: FLAT + RISE, "USDT/BNB": [1 / 300.0] * 16})
+    ctx, _, _ = make_context(market, tmp_path)
+    ctx.orders = BnbFees(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0, slippage_bps=0))
+    checkpoint: dict[str, Any] = {"cash": 10_000.0}
+    books = OrderLifecycle(ctx, checkpoint, await market.load_markets(), flush=_nothing)
+    await books.buy(SYMBOL, 1.0, T0)
+    assert checkpoint["fees"] == pytest.approx(3.0, rel=1e-3)
+
+
+async def test_a_fee_no_market_can_value_is_reported_not_guessed(tmp_path: Path) -> None:
+    market = ListedOnly(FLAT + RISE)
+    ctx, sink, _ = make_context(market, tmp_path)
+    ctx.orders = BnbFees(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0, slippage_bps=0))
+    checkpoint: dict[str, Any] = {"cash": 10_000.0}
+    books = OrderLifecycle(ctx, checkpoint, await market.load_markets(), flush=_nothing)
+    order = await books.buy(SYMBOL, 1.0, T0)
+    assert order is not None and books.position(SYMBOL).amount == pytest.approx(1.0)  # booked all the same
+    [warning] = [e for e in sink.events if e.type == "FeeNotValued"]
+    assert "cannot be valued in USDT" in warning.message and warning.level == "warning"
+
+
+async def test_no_stop_is_placed_once_the_market_is_past_it(tmp_path: Path) -> None:
+    market = ScriptedMarket(FLAT + RISE + [108.0] * 30)
+    ctx, _, broker = make_context(market, tmp_path, stopLossPct=5)
+    checkpoint: dict[str, Any] = {"cash": 10_000.0, "last_prices": {SYMBOL: 100.0}}
+    books = OrderLifecycle(ctx, checkpoint, await market.load_markets(), flush=_nothing)
+    await books.buy(SYMBOL, 1.0, T0)
+    assert books.position(SYMBOL).stop_order is not None
+    await books.cancel_stop(SYMBOL)
+    checkpoint["last_prices"][SYMBOL] = 90.0  # fell through the stop between two looks
+    await books.ensure_stop(SYMBOL)
+    assert books.position(SYMBOL).stop_order is None  # the candle check sells instead; no refused order
+    assert [o.type for o in broker._orders.values()] == ["market", "stop_loss_limit"]
