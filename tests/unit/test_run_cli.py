@@ -165,6 +165,19 @@ def test_a_live_run_has_its_approval_step() -> None:
     assert "[4/6] AwaitingApproval" in stream.getvalue() and "[5/6] Trading" in stream.getvalue()
 
 
+def test_liquidating_is_shown_without_shifting_the_step_numbers() -> None:
+    stream = io.StringIO()
+    progress = Progress(stream)
+    for status in statuses(["Pending", "DataCheck", "Backtest", "ApiCheck", "Trading", "Liquidating", "Reporting"], []):
+        progress.update(status)
+    starts = [line for line in stream.getvalue().splitlines() if line.startswith("[")]
+    assert starts[3:] == [
+        "[4/5] Trading",
+        "[!] Liquidating: closing the positions the session still holds",
+        "[5/5] Reporting",
+    ]
+
+
 def test_an_exchange_id_ccxt_does_not_know_is_a_clear_error_naming_the_field(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

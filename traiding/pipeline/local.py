@@ -59,13 +59,18 @@ class Progress:
     """A numbered line as each phase starts and one with its outcome as it ends; meanwhile, on a terminal, a live
     line for the phase in progress, and elsewhere (piped, in CI) a line at every 10% of the trading session.
 
-    Steps are numbered over the phases this run passes through: a dry run has no AwaitingApproval step.
+    Steps are numbered over the phases this run passes through: a dry run has no AwaitingApproval step, and
+    Liquidating (a session that must still close positions) is an exception, shown without a number.
     """
 
     def __init__(self, stream: TextIO | None = None, *, live: bool = False) -> None:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
-        self.steps = [p for p in ORDERED_PHASES if p != Phase.PENDING and (live or p != Phase.AWAITING_APPROVAL)]
+        self.steps = [
+            p
+            for p in ORDERED_PHASES
+            if p not in (Phase.PENDING, Phase.LIQUIDATING) and (live or p != Phase.AWAITING_APPROVAL)
+        ]
         self._phase: str | None = None
         self._live = False
         self._next_pct = SESSION_PROGRESS_STEP_PCT
@@ -103,6 +108,8 @@ class Progress:
     def _print_phase_start(self, phase: str) -> None:
         if phase in self.steps:
             print(f"[{self.steps.index(phase) + 1}/{len(self.steps)}] {phase}", file=self.stream, flush=True)
+        elif phase == Phase.LIQUIDATING:
+            print(f"[!] {phase}: closing the positions the session still holds", file=self.stream, flush=True)
 
     def _end_live(self) -> None:
         if self._live:
