@@ -52,6 +52,8 @@ class OperatorProcess:
         env["TRAIDING_CACHE_DIR"] = str(self.log_dir / "cache")
         env.pop("TRAIDING_SIMULATOR_URL", None)
         env.pop(CRASH_AT_ENV, None)
+        # Several operator processes share this machine's network: no /metrics port each (0 disables it).
+        env["TRAIDING_METRICS_PORT"] = "0"
         if self.crash_at:
             env[CRASH_AT_ENV] = self.crash_at
         self._log = (self.log_dir / f"operator-{self.identity}.log").open("ab")
