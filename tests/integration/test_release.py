@@ -81,7 +81,8 @@ def test_make_release_bumps_every_file_dates_the_changelog_writes_notes_and_tags
     assert notes.startswith(f"# ai-traiding {expected} ({today})")
     first_added = unreleased.split("### Added\n", 1)[1].split("\n- ", 1)[0].strip()
     assert first_added in notes  # the highlights are the release's Added entries
-    assert "## CRD changes" in notes and "$" not in notes  # every placeholder filled
+    assert "## CRD changes" in notes and "The first release" in notes  # no earlier tag in this history
+    assert not re.search(r"\$(version|date|highlights|upgrade_notes|crd_changes|fixes)\b", notes)
     assert git(clone, "status", "--porcelain") == ""
     assert git(clone, "log", "-1", "--format=%s") == f"Release {expected}"
     assert git(clone, "describe", "--exact-match", "--tags", "HEAD") == f"v{expected}"
