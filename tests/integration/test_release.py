@@ -4,6 +4,7 @@ is one commit with its tag. And in this repository: the version is stated the sa
 
 from __future__ import annotations
 
+import hashlib
 import re
 import subprocess
 from datetime import UTC, datetime
@@ -62,9 +63,14 @@ def test_make_release_bumps_every_file_dates_the_changelog_writes_notes_and_tags
     expected = f"{major}.{minor + 1}.0"
     unreleased = (clone / "CHANGELOG.md").read_text().split("## [Unreleased]", 1)[1].split("\n## [", 1)[0]
 
-    # As documented, with this repository's environment (the clone has no .venv of its own).
+    # As documented. The clone borrows this repository's bump-my-version: a .venv holding just that and the
+    # Makefile's set-up stamp, so `make release` does not install anything (nor touch this .venv).
+    stamp = f".installed-{before}-{hashlib.sha1((clone / 'pyproject.toml').read_bytes()).hexdigest()[:12]}"
+    (clone / ".venv" / "bin").mkdir(parents=True)
+    (clone / ".venv" / stamp).touch()
+    (clone / ".venv" / "bin" / "bump-my-version").symlink_to(REPO / ".venv" / "bin" / "bump-my-version")
     release = subprocess.run(
-        ["make", "release", "PART=minor", f"VENV={REPO / '.venv'}"],
+        ["make", "release", "PART=minor"],
         cwd=clone,
         capture_output=True,
         text=True,
