@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from tests.cluster_plugin import REPO
+from tests.shell_env import user_shell_env
 from traiding import __version__
 from traiding.crd import build_crd
 
@@ -72,6 +73,7 @@ def test_make_release_bumps_every_file_dates_the_changelog_writes_notes_and_tags
     release = subprocess.run(
         ["make", "release", "PART=minor"],
         cwd=clone,
+        env=user_shell_env(),
         capture_output=True,
         text=True,
         check=False,
