@@ -1,41 +1,47 @@
 """`traiding doctor`: check an installation, each check with what to do when it fails.
 
 Checks: the Python and library versions, the candle cache, the exchange layer against an in-process
-exchange simulator (the real ccxt client over loopback, no network), and, when a kubeconfig is
-configured, the cluster: reachable, the TradingRun CRD installed and equal to the one this version
-generates. Exit 0 when every required check passed, 1 otherwise.
+exchange simulator (the real ccxt client over loopback, no network), and, when a kubeconfig is configured,
+the cluster (`traiding_operator.cluster_doctor`: the CRD at this version, the operator alive and its
+metrics up, the SLOs' PrometheusRule, the Secrets of unfinished runs), then the exchanges that live runs
+use (or `--exchange`, `--exchange-url`): reachable, clock skew within `--max-clock-skew-ms`. Human output
+or `--json`; exit 0 when nothing failed, 1 otherwise (a skipped check is not a failure).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from traiding.crd import build_crd
+from traiding.health_check import Check
+from traiding_adapters.errors import clock_skew_message
 from traiding_adapters.hub import ExchangeHub
 from traiding_simulator import SimulatorConfig, client_urls, run_simulator
 
 LIBRARIES = ("kopf", "kubernetes", "ccxt", "pydantic", "numpy", "aiohttp", "tenacity", "prometheus-client")
 
 
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool | None  # None: not applicable here (skipped)
-    detail: str
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "ai-traiding" / "candles")
     parser.add_argument("--kubeconfig", help="kubeconfig to check (default: $KUBECONFIG, ~/.kube/config)")
+    parser.add_argument("--namespace", "-n", help="namespace of the runs to check (default: all namespaces)")
+    parser.add_argument("--operator-namespace", help="namespace the chart is installed in (default: any)")
+    parser.add_argument("--metrics-url", help="check this /metrics URL instead of the chart's metrics Service")
+    parser.add_argument(
+        "--exchange", action="append", default=[], metavar="ID", help="also check this ccxt exchange (repeatable)"
+    )
+    parser.add_argument(
+        "--exchange-url", action="append", default=[], metavar="URL", help="check a Binance-compatible API at URL"
+    )
+    parser.add_argument("--max-clock-skew-ms", type=int, default=1000, help="tolerated clock skew (default 1000)")
+    parser.add_argument("--json", action="store_true", help="print the checks as JSON")
 
 
 def check_python() -> Check:
@@ -91,47 +97,83 @@ def _kubeconfig(args: argparse.Namespace) -> str | None:
     return next((c.split(os.pathsep)[0] for c in candidates if c and Path(c.split(os.pathsep)[0]).is_file()), None)
 
 
-def check_cluster(args: argparse.Namespace) -> list[Check]:
+def check_cluster(args: argparse.Namespace) -> tuple[list[Check], list[dict[str, Any]]]:
     path = _kubeconfig(args)
     if path is None:
-        return [Check("cluster", None, "no kubeconfig; skipped (set KUBECONFIG to check a cluster)")]
+        return [Check("cluster", None, "no kubeconfig; skipped (set KUBECONFIG to check a cluster)")], []
     from kubernetes import client, config  # noqa: PLC0415 - only needed when a cluster is configured
-    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+    from traiding_operator.cluster_doctor import cluster_checks  # noqa: PLC0415
 
     try:
         api = config.new_client_from_config(config_file=path)  # type: ignore[no-untyped-call]
-        server = client.VersionApi(api).get_code()
+        server = client.VersionApi(api).get_code(_request_timeout=10)
     except Exception as error:
-        return [Check("cluster", False, f"{path}: API server unreachable ({type(error).__name__}: {error})")]
-    checks = [Check("cluster", True, f"{path}: Kubernetes {server.git_version}")]
-    expected = build_crd()
+        return [Check("cluster", False, f"{path}: API server unreachable ({type(error).__name__}: {error})")], []
     try:
-        installed: Any = client.ApiextensionsV1Api(api).read_custom_resource_definition(expected["metadata"]["name"])
-    except ApiException as error:
-        if error.status != 404:
-            raise
-        checks.append(Check("TradingRun CRD", False, "not installed: `traiding crd | kubectl apply -f -`"))
-        return checks
-    served = api.sanitize_for_serialization(installed.spec)
-    same = served.get("versions", [{}])[0].get("schema") == expected["spec"]["versions"][0]["schema"]
-    detail = "installed and current" if same else "installed but differs from this version: re-apply `traiding crd`"
-    checks.append(Check("TradingRun CRD", same, detail))
+        checks, runs = cluster_checks(api, args.namespace, args.operator_namespace, args.metrics_url)
+    finally:
+        api.close()
+    return [Check("cluster", True, f"{path}: Kubernetes {server.git_version}"), *checks], runs
+
+
+def live_exchanges(runs: list[dict[str, Any]]) -> set[str]:
+    """The real exchanges unfinished live runs trade on (a simulator is checked by the run's ApiCheck)."""
+    found = set()
+    for run in runs:
+        spec = run.get("spec") or {}
+        exchange = spec.get("exchange") or {}
+        if spec.get("mode") == "live" and not exchange.get("simulator"):
+            found.add(str(exchange.get("id", "binance")))
+    return found
+
+
+async def _health(exchange_id: str, urls: dict[str, str] | None) -> Any:
+    hub = ExchangeHub()
+    exchange = hub.get(exchange_id, None, urls)
+    try:
+        return await exchange.health()
+    finally:
+        await exchange.close()
+        await hub.close()
+
+
+def check_exchange(label: str, exchange_id: str, urls: dict[str, str] | None, max_skew_ms: int) -> Check:
+    """Reachable (server time and status, no retries) and the clock within `max_skew_ms` of the exchange's."""
+    try:
+        health = asyncio.run(_health(exchange_id, urls))
+    except Exception as error:  # an unknown exchange id, a bad URL: reported like any other failure
+        return Check(label, False, f"{type(error).__name__}: {error}")
+    if not health.ok:
+        return Check(label, False, f"{health.status}: {health.last_error or 'no answer'}")
+    offset = health.clock_offset_ms
+    if offset is not None and abs(offset) > max_skew_ms:
+        return Check(label, False, clock_skew_message(offset, exchange_id, max_skew_ms))
+    clock = "no server time" if offset is None else f"clock offset {offset:+d} ms (within {max_skew_ms})"
+    return Check(label, True, f"reachable, {clock}, {health.latency_ms or 0:.0f} ms")
+
+
+def exchange_checks(args: argparse.Namespace, runs: list[dict[str, Any]]) -> list[Check]:
+    checks = [
+        check_exchange(f"exchange {exchange_id}", exchange_id, None, args.max_clock_skew_ms)
+        for exchange_id in sorted(live_exchanges(runs) | set(args.exchange))
+    ]
+    checks += [
+        check_exchange(f"exchange {url}", "binance", client_urls(url), args.max_clock_skew_ms)
+        for url in args.exchange_url
+    ]
     return checks
 
 
 def run(args: argparse.Namespace) -> int:
-    steps: list[Callable[[], Check | list[Check]]] = [
-        check_python,
-        check_libraries,
-        lambda: check_cache(args.cache),
-        check_exchange_layer,
-        lambda: check_cluster(args),
-    ]
-    results: list[Check] = []
-    for step in steps:
-        outcome = step()
-        results.extend(outcome if isinstance(outcome, list) else [outcome])
-    for check in results:
-        mark = {True: "ok", False: "FAIL", None: "skip"}[check.ok]
-        print(f"{mark:>4}  {check.name:<16} {check.detail}")
-    return 1 if any(check.ok is False for check in results) else 0
+    results: list[Check] = [check_python(), check_libraries(), check_cache(args.cache), check_exchange_layer()]
+    cluster, runs = check_cluster(args)
+    results += cluster
+    results += exchange_checks(args, runs)
+    failed = any(check.ok is False for check in results)
+    if args.json:
+        print(json.dumps({"ok": not failed, "checks": [check.as_json() for check in results]}, indent=2))
+    else:
+        for check in results:
+            print(check.as_line())
+    return 1 if failed else 0

@@ -14,8 +14,6 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from traiding.cli import main
-
 pytestmark = pytest.mark.k8s
 
 REPO = Path(__file__).resolve().parents[2]
@@ -158,11 +156,3 @@ def test_status_is_a_subresource_and_columns_show_phase_and_roi(
     row = table["rows"][0]["cells"]
     assert row[1:4] == ["Succeeded", "dry-run", "sma-crossover"]
     assert row[5] == 1.25
-
-
-def test_doctor_finds_the_installed_crd_current(
-    crd_installed: None, kube_cluster: Any, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["doctor", "--kubeconfig", str(kube_cluster.kubeconfig)]) == 0
-    out = capsys.readouterr().out
-    assert "ok  TradingRun CRD   installed and current" in out
