@@ -77,7 +77,7 @@ def check_crd(api: ApiClient) -> Check:
             "TradingRun CRD",
             False,
             f"installed at {at}{'' if same else ' with another schema'}, this is {__version__}: Helm never upgrades "
-            "CRDs, `kubectl apply --server-side -f helm/ai-traiding/crds/` (docs/deploy.md#upgrades)",
+            "CRDs, `kubectl apply --server-side --force-conflicts -f helm/ai-traiding/crds/` (docs/deploy.md#upgrades)",
         )
     return Check("TradingRun CRD", True, f"installed and current ({__version__})")
 
