@@ -15,6 +15,7 @@ BLOCK = re.compile(r"^```(?:sh|bash|shell)\n(.*?)^```", re.MULTILINE | re.DOTALL
 @dataclass(frozen=True)
 class DocCommand:
     document: str
+    block: int  # which ```sh block of the document (each is a sequence of its own)
     line: str  # the command as written (continuations joined, the trailing comment removed)
     argv: tuple[str, ...]  # the first command of a pipeline, with environment assignments dropped
 
@@ -43,7 +44,7 @@ def _first_command(raw: str, tokens: list[str]) -> tuple[str, ...]:
 def doc_commands() -> list[DocCommand]:
     found = []
     for document in DOCUMENTS:
-        for block in BLOCK.findall(document.read_text()):
+        for number, block in enumerate(BLOCK.findall(document.read_text())):
             for raw in block.replace("\\\n", " ").splitlines():
                 if not raw.strip() or raw.lstrip().startswith("#"):
                     continue
@@ -51,7 +52,7 @@ def doc_commands() -> list[DocCommand]:
                 line = " ".join(t if t in SEPARATORS else shlex.quote(t) for t in tokens)
                 argv = _first_command(raw, tokens)
                 if argv:
-                    found.append(DocCommand(str(document.relative_to(REPO)), line, argv))
+                    found.append(DocCommand(str(document.relative_to(REPO)), number, line, argv))
     return found
 
 

@@ -22,6 +22,7 @@ from traiding_adapters.errors import (
     ExchangeLayerError,
     ExchangeMaintenance,
     InvalidOrder,
+    OrderOutcomeUnknown,
     UnknownSymbol,
 )
 from traiding_adapters.exchange import (
@@ -284,7 +285,17 @@ class CcxtExchange:
             retry=False,
             signed=True,
         )
-        return await self._with_fees(order_from_ccxt(raw, request.client_order_id))
+        order = order_from_ccxt(raw, request.client_order_id)
+        try:
+            return await self._with_fees(order)
+        except ExchangeLayerError as error:
+            # The exchange took the order: nothing that fails after its answer may read as "not placed" (an
+            # open circuit would), so the caller keeps the intent and books the order when it can read it.
+            raise OrderOutcomeUnknown(
+                f"order {request.client_order_id} was placed, but its fees could not be read ({error}); "
+                "it is booked once they can",
+                request.client_order_id,
+            ) from error
 
     async def lookup_order(self, symbol: str, client_order_id: str) -> Order:
         """One attempt to read the order by client order id (OrderNotFound if the exchange lacks it)."""

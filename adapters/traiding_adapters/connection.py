@@ -206,7 +206,9 @@ class Connection:
         secrets: tuple[str, ...] = ()
         hint = "the configured credentials"
         if self.credentials is not None:
-            secrets = tuple(s for s in (self.credentials.secret, self.credentials.password) if s)
+            # The key too: exchange messages reach Events and the run's status, which no log redaction sees.
+            credentials = self.credentials
+            secrets = tuple(s for s in (credentials.api_key, credentials.secret, credentials.password) if s)
             hint = self.credentials.source
         mapped = map_ccxt_error(
             error,

@@ -1,10 +1,11 @@
 """The `kubectl` and `helm` commands of the README and docs/, run as written against the real control plane.
 
-Each document's commands run in its order, in a namespace of its own: the documents' namespace (`-n trading`)
+Each document's commands run in its order, in a namespace of its own. The documents' namespace (`-n trading`)
 and placeholders (NS, NAME, run.yaml) become the test's namespace, the example's run name and its manifest;
 commands without a namespace run in the kubeconfig context's, set to the test's. The CRD and the example's run
-exist first, as they do for a reader (troubleshooting starts from a run). A watch (`-w`) runs until it
-has printed its table's header. Not run here: `kubectl logs` (kwok's Pods print nothing; the unit test checks
+exist first, as they do for a reader (troubleshooting starts from a run). A second `helm install` of a release
+is another section's way to install: the release is uninstalled before it. A watch (`-w`) runs until it has
+printed its table's header. Not run here: `kubectl logs` (kwok's Pods print nothing; the unit test checks
 that the Deployment it names is the chart's) and commands outside the cluster (make, docker, curl).
 """
 
@@ -72,6 +73,7 @@ def test_the_cluster_commands_of_a_document_run_as_written(
 ) -> None:
     commands = cluster_commands(document)
     assert commands, f"{document} shows no cluster command"
+    installed = False
     for command in commands:
         argv = substituted(command.argv, k8s_namespace)
         if "-w" in argv or "--watch" in argv:
@@ -83,5 +85,9 @@ def test_the_cluster_commands_of_a_document_run_as_written(
                 watch.terminate()
             assert header.split()[:2] == ["NAME", "PHASE"], f"{command.where}: {header!r}"
             continue
+        if argv[:2] == ["helm", "install"]:
+            if installed:
+                subprocess.run(["helm", "uninstall", argv[2], "-n", k8s_namespace], env=context, check=True)
+            installed = True
         done = subprocess.run(argv, cwd=REPO, env=context, capture_output=True, text=True, check=False, timeout=300)
         assert done.returncode == 0, f"{command.where}\n(run as {' '.join(argv)})\n{done.stderr[-2000:]}"

@@ -11,7 +11,13 @@ import ccxt.async_support as ccxt
 import pytest
 
 from traiding_adapters.connection import Connection, Credentials, ExchangeSettings
-from traiding_adapters.errors import AuthenticationFailed, CircuitOpen, ClockSkewError, ExchangeUnavailable
+from traiding_adapters.errors import (
+    AuthenticationFailed,
+    CircuitOpen,
+    ClockSkewError,
+    ExchangeLayerError,
+    ExchangeUnavailable,
+)
 from traiding_adapters.hub import default_hub
 from traiding_adapters.ratelimit import WeightBudget
 from traiding_adapters.retry import RetryPolicy
@@ -60,9 +66,11 @@ SETTINGS = ExchangeSettings(
 )
 
 
-def connection(client: FakeBinance, limit: float = 6000, learn: bool = True) -> Connection:
+def connection(
+    client: FakeBinance, limit: float = 6000, learn: bool = True, credentials: Credentials | None = None
+) -> Connection:
     budget = WeightBudget(limit, safety=1.0)
-    credentials = Credentials("key", "the-secret-value", source="Secret binance-keys")
+    credentials = credentials or Credentials("key", "the-secret-value", source="Secret binance-keys")
     return Connection("binance", client, budget, SETTINGS, credentials, learn_limit=learn)
 
 
@@ -136,6 +144,17 @@ async def test_authentication_errors_are_not_retried_and_hide_the_secret() -> No
     assert "the-secret-value" not in str(info.value)
     assert "Secret binance-keys" in str(info.value)
     assert conn.circuit.state == "closed"
+
+
+async def test_an_exchange_message_echoing_the_api_key_reaches_nobody_with_it() -> None:
+    # Events and the run's status carry exchange messages; neither passes through the log redaction.
+    client = FakeBinance()
+    client.script = [(ccxt.InvalidOrder("binance rejected order for key key-1234567 (the-secret-value)"), {})]
+    conn = connection(client, credentials=Credentials("key-1234567", "the-secret-value", source="Secret keys"))
+    with pytest.raises(ExchangeLayerError) as info:
+        await conn.call(lambda: client.public_get("order", 1))
+    assert "key-1234567" not in str(info.value)
+    assert "the-secret-value" not in str(info.value)
 
 
 async def test_minus_1021_re_measures_the_clock_once_then_succeeds() -> None:

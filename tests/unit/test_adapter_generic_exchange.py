@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import ccxt.async_support as ccxt
 import pytest
 
 from traiding_adapters.ccxt_exchange import CcxtExchange
 from traiding_adapters.connection import Connection, Credentials, ExchangeSettings
+from traiding_adapters.errors import CircuitOpen, OrderOutcomeUnknown
+from traiding_adapters.exchange import OrderRequest
 from traiding_adapters.ratelimit import WeightBudget
+from traiding_adapters.retry import RetryPolicy
 from traiding_adapters.weights import declared_weight_limit, default_weight_limit, request_weight, used_weight
 
 TF = 3_600_000
@@ -128,3 +132,55 @@ def test_weight_helpers() -> None:
     assert used_weight({"x-mbx-used-weight-1m": "42"}) == 42
     assert used_weight({"X-MBX-USED-WEIGHT-1M": "junk"}) is None
     assert used_weight(None) is None
+
+
+class ZeroFeeKraken(FakeKraken):
+    """Fills at once and names no fee (a zero-fee pair), so the layer reads the order's trades for them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.has = {"fetchTime": False, "fetchStatus": True, "fetchOrderTrades": True}
+        self.created: list[str] = []
+
+    async def create_order(  # noqa: PLR0917 - ccxt's signature
+        self, symbol: str, type_: str, side: str, amount: float, price: float | None, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        self.created.append(params["clientOrderId"])
+        return {
+            "id": "1",
+            "clientOrderId": params["clientOrderId"],
+            "symbol": symbol,
+            "side": side,
+            "type": type_,
+            "status": "closed",
+            "amount": amount,
+            "filled": amount,
+            "average": 100.0,
+            "cost": 100.0 * amount,
+        }
+
+    async def fetch_order_trades(self, order_id: str, symbol: str) -> list[Any]:
+        raise ccxt.NetworkError("502 Bad Gateway")
+
+
+async def test_a_failure_after_the_exchange_took_the_order_never_reads_as_not_placed() -> None:
+    # The trades look-up after the fill fails until the circuit opens: the order exists all the same.
+    client = ZeroFeeKraken()
+    settings = ExchangeSettings(
+        failure_threshold=3, retry=RetryPolicy(initial_wait_s=0.001, max_wait_s=0.001, jitter_s=0)
+    )
+    connection = Connection(
+        "kraken", client, WeightBudget(default_weight_limit(client)), settings, Credentials("k", "s"), learn_limit=True
+    )
+
+    async def release() -> None:
+        return None
+
+    exchange = CcxtExchange(connection, release)
+    await exchange.load_markets()
+    request = OrderRequest(symbol="BTC/USD", side="buy", type="market", amount=0.01, client_order_id="tabc")
+    with pytest.raises(OrderOutcomeUnknown) as raised:
+        await exchange.create_order(request)
+    assert not isinstance(raised.value, CircuitOpen)
+    assert raised.value.client_order_id == "tabc"
+    assert client.created == ["tabc"]  # sent once, never again

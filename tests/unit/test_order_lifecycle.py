@@ -32,7 +32,7 @@ from traiding.pipeline.context import RunContext
 from traiding.pipeline.order_lifecycle import SEND_START_LIMIT_MS, SEND_TIMEOUT_S, OrderLifecycle
 from traiding.pipeline.session import TradingSession
 from traiding_adapters.client_ids import client_order_id
-from traiding_adapters.errors import UnknownSymbol
+from traiding_adapters.errors import ExchangeUnavailable, OrderOutcomeUnknown, UnknownSymbol
 from traiding_adapters.exchange import Balance, Fee, Market, Order, OrderRequest, Ticker
 from traiding_adapters.paper import PaperBroker, PaperSettings
 
@@ -398,3 +398,151 @@ async def test_no_stop_is_placed_once_the_market_is_past_it(tmp_path: Path) -> N
     await books.ensure_stop(SYMBOL)
     assert books.position(SYMBOL).stop_order is None  # the candle check sells instead; no refused order
     assert [o.type for o in broker._orders.values()] == ["market", "stop_loss_limit"]
+
+
+class BnbTickerFails(ScriptedMarket):
+    """A market whose BNB/USDT ticker (the fee asset's price) fails `fail_bnb` times: a 503, a rate limit."""
+
+    fail_bnb = 0
+
+    async def fetch_ticker(self, symbol: str) -> Ticker:
+        if symbol.startswith("BNB") and self.fail_bnb:
+            self.fail_bnb -= 1
+            raise ExchangeUnavailable("scripted: 503 on the BNB/USDT ticker")
+        return await super().fetch_ticker(symbol)
+
+
+class BnbFeesEverywhere(AnswerLostBroker):
+    """Every order as the exchange reports it (created, read back, cancelled) carries its commission in BNB."""
+
+    def _bnb(self, order: Order) -> Order:
+        return order.model_copy(update={"fees": (Fee(currency="BNB", cost=0.01),)}) if order.filled > 0 else order
+
+    async def create_order(self, request: OrderRequest) -> Order:
+        return self._bnb(await super().create_order(request))
+
+    async def fetch_order(self, symbol: str, *, client_order_id: str) -> Order:
+        return self._bnb(await super().fetch_order(symbol, client_order_id=client_order_id))
+
+    async def cancel_order(self, symbol: str, *, client_order_id: str) -> Order:
+        return self._bnb(await super().cancel_order(symbol, client_order_id=client_order_id))
+
+
+async def test_a_fill_whose_fee_cannot_be_valued_yet_stays_an_intent_and_is_booked_once_later(
+    tmp_path: Path,
+) -> None:
+    market = BnbTickerFails({SYMBOL: FLAT + RISE, "BNB/USDT": [300.0] * 16})
+    ctx, _, _ = make_context(market, tmp_path)
+    broker = BnbFeesEverywhere(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0, slippage_bps=0))
+    ctx.orders = broker
+    checkpoint: dict[str, Any] = {"cash": 10_000.0}
+    books = OrderLifecycle(ctx, checkpoint, await market.load_markets(), flush=_nothing)
+    market.fail_bnb = 1
+    with pytest.raises(ExchangeUnavailable):
+        await books.buy(SYMBOL, 1.0, T0)
+    [filled] = broker._orders.values()
+    assert filled.status == "closed"
+    # The order filled: until it is in the books, the run knows it may hold something.
+    assert list(checkpoint["intents"]) == [filled.client_order_id]
+    assert books.holds_anything()
+    assert await books.reconcile() is None
+    assert books.position(SYMBOL).amount == pytest.approx(1.0)
+    assert checkpoint["intents"] == {}
+    assert checkpoint["cash"] == pytest.approx(10_000 - filled.cost - 0.01 * 300.0)
+    await books.reconcile()
+    assert list(checkpoint["orders"]) == [filled.client_order_id]  # booked once
+
+
+async def test_a_filled_stop_whose_fee_cannot_be_valued_yet_keeps_the_position_until_it_is_booked(
+    tmp_path: Path,
+) -> None:
+    closes = FLAT + RISE + [108.5] * 34
+    market = BnbTickerFails({SYMBOL: closes, "BNB/USDT": [300.0] * len(closes)})
+    market.advance(len(FLAT) + len(RISE) - market.visible)
+    ctx, _, _ = make_context(market, tmp_path, stopLossPct=5)
+    broker = BnbFeesEverywhere(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0, slippage_bps=0))
+    ctx.orders = broker
+    checkpoint: dict[str, Any] = {"cash": 10_000.0, "last_prices": {SYMBOL: market.price()}}
+    books = OrderLifecycle(ctx, checkpoint, await market.load_markets(), flush=_nothing)
+    await books.buy(SYMBOL, 1.0, T0)
+    stop = books.position(SYMBOL).stop_order
+    assert stop is not None
+    market.low[SYMBOL][market.visible] = 90.0  # the next candle falls through the stop
+    market.advance(3)
+    market.fail_bnb = 1
+    with pytest.raises(ExchangeUnavailable):
+        await books.refresh_stops()
+    assert (await broker.fetch_order(SYMBOL, client_order_id=stop)).status == "closed"
+    held = books.position(SYMBOL)
+    assert (held.amount, held.stop_order) == (pytest.approx(1.0), stop)  # not forgotten: booked next time
+    await books.refresh_stops()
+    assert books.position(SYMBOL).amount == 0
+    assert [t["reason"] for t in checkpoint["trades"]] == ["stop_loss"]
+    assert not books.holds_anything()
+
+
+async def test_a_stop_found_cancelled_unfilled_on_reconciliation_is_no_trade(tmp_path: Path) -> None:
+    market = ScriptedMarket(FLAT + RISE + [108.0] * 30)
+    ctx, _, broker = make_context(market, tmp_path, stopLossPct=5)
+    checkpoint: dict[str, Any] = {"cash": 10_000.0, "last_prices": {SYMBOL: 108.0}}
+    books = OrderLifecycle(ctx, checkpoint, await market.load_markets(), flush=_nothing)
+    await books.buy(SYMBOL, 1.0, T0)
+    await books.cancel_stop(SYMBOL)
+    broker.lose_next = True  # the new stop's answer is lost: its intent stays written
+    with pytest.raises(OrderOutcomeUnknown):
+        await books.ensure_stop(SYMBOL)
+    [coid] = checkpoint["intents"]
+    await broker.cancel_order(SYMBOL, client_order_id=coid)  # someone cancelled it on the exchange meanwhile
+    assert await books.reconcile() is None
+    assert checkpoint["trades"] == []
+    assert checkpoint.get("closed_trades", 0) == 0
+    assert books.position(SYMBOL).amount == pytest.approx(1.0)
+
+
+class SlowMarketOrders(AnswerLostBroker):
+    """A market order the exchange reports as still executing (`open`) until `release` is set."""
+
+    release = False
+
+    async def create_order(self, request: OrderRequest) -> Order:
+        order = await super().create_order(request)
+        return order if self.release or request.type != "market" else order.model_copy(update={"status": "open"})
+
+    async def fetch_order(self, symbol: str, *, client_order_id: str) -> Order:
+        order = await super().fetch_order(symbol, client_order_id=client_order_id)
+        executing = not self.release and order.type == "market"
+        return order.model_copy(update={"status": "open"}) if executing else order
+
+
+async def test_a_market_order_still_executing_holds_the_session_until_it_is_booked(tmp_path: Path) -> None:
+    market = ScriptedMarket(FLAT + RISE + [108.0] * 30)
+    ctx, _, _ = make_context(market, tmp_path)
+    broker = SlowMarketOrders(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0, slippage_bps=0))
+    ctx.orders = broker
+    checkpoint: dict[str, Any] = {"cash": 10_000.0, "last_prices": {SYMBOL: 100.0}}
+    books = OrderLifecycle(ctx, checkpoint, await market.load_markets(), flush=_nothing)
+    await books.buy(SYMBOL, 1.0, T0)
+    waiting = await books.reconcile()
+    assert waiting is not None and "still executing" in waiting  # no new order for this run meanwhile
+    assert books.holds_anything()
+    broker.release = True
+    assert await books.reconcile() is None
+    assert books.position(SYMBOL).amount == pytest.approx(1.0)
+
+
+async def test_dust_written_off_keeps_a_stop_that_still_rests_on_the_exchange(tmp_path: Path) -> None:
+    market = ScriptedMarket(FLAT + RISE + [108.0] * 30)
+    ctx, _, broker = make_context(market, tmp_path, stopLossPct=5)
+    checkpoint: dict[str, Any] = {"cash": 10_000.0, "last_prices": {SYMBOL: 108.0}}
+    books = OrderLifecycle(ctx, checkpoint, await market.load_markets(), flush=_nothing)
+    await books.buy(SYMBOL, 0.1, T0)
+    stop = books.position(SYMBOL).stop_order
+    assert stop is not None
+    position = books.position(SYMBOL)
+    books._write_off_dust(SYMBOL, position, "below the minimum notional")
+    assert books.position(SYMBOL).amount == 0
+    assert books.position(SYMBOL).stop_order == stop  # an order on the exchange is never forgotten
+    assert books.holds_anything()
+    await books.close_all("session_end")  # takes it off the exchange
+    assert (await broker.fetch_order(SYMBOL, client_order_id=stop)).status == "canceled"
+    assert not books.holds_anything()

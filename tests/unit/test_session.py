@@ -8,6 +8,7 @@ cycle's own cases (write-ahead intents, reconciliation, fees, dust) are in test_
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -507,3 +508,33 @@ async def test_a_replay_faster_than_the_polling_still_acts_on_the_candles_of_its
         await TradingSession(ctx, checkpoint).step()
     assert [f["side"] for f in fills(sink)] == ["buy", "sell"]
     assert "SignalsSkipped" not in event_types(sink)
+
+
+async def test_a_low_from_before_the_entry_does_not_stop_out_the_new_position(tmp_path: Path) -> None:
+    # One step sees several fresh candles (a fast replay): a dip, then the rise that enters, then flat. The dip
+    # came before the position existed: it is no reason to sell it.
+    closes = FLAT + RISE + [108.0] * 30
+    market = ScriptedMarket(closes, lows={len(FLAT) - 1: 80.0})
+    ctx, _, broker = make_context(market, tmp_path, stopLossPct=5, stopOnExchange=False)
+    checkpoint: dict[str, Any] = {}
+    await TradingSession(ctx, checkpoint).step()
+    market.advance(len(RISE) + 3)
+    session = TradingSession(ctx, checkpoint)
+    session.fresh_ms = 100 * TF  # every new candle of this step counts as fresh, as in a fast replay
+    await session.step()
+    assert checkpoint["session"]["trades"] == []
+    assert checkpoint["session"]["positions"][SYMBOL]["amount"] > 0
+    assert [o.side for o in broker._orders.values()] == ["buy"]
+
+
+@pytest.mark.parametrize(("timeframe", "fresh_candles"), [("1m", 1), ("5m", 1), ("1h", 1)])
+def test_after_a_missed_poll_only_the_newest_candle_is_fresh_at_wall_speed(
+    tmp_path: Path, timeframe: str, fresh_candles: int
+) -> None:
+    market = ScriptedMarket(FLAT)
+    ctx, _, _ = make_context(market, tmp_path)
+    spec = ctx.spec.model_copy(update={"market": ctx.spec.market.model_copy(update={"timeframe": timeframe})})
+    ctx = dataclasses.replace(ctx, spec=spec)
+    session = TradingSession(ctx, {})
+    # Polling twice per candle, at most one candle closes per poll: an older one closed during downtime.
+    assert session.fresh_ms == fresh_candles * session.tf

@@ -222,6 +222,7 @@ class OrderLifecycle:
         """Resolve every written intent against the exchange, before anything else; why the session must wait
         (an order may still appear), or None once every intent is resolved."""
         waiting: list[str] = []
+        executing: list[str] = []
         for coid, raw in list(self.cp["intents"].items()):
             intent = Intent(**raw)
             try:
@@ -243,11 +244,15 @@ class OrderLifecycle:
                 )
                 continue
             await self._resolve_found(intent, order)
+            if coid in self.cp["intents"]:
+                executing.append(coid)  # a market order still executing: nothing new until it is booked
         if waiting:
             return (
                 f"waiting for the exchange's window for late requests before deciding whether "
                 f"{', '.join(waiting)} was placed"
             )
+        if executing:
+            return f"order {', '.join(executing)} is still executing on the exchange; it is booked once it ends"
         return None
 
     async def _resolve_found(self, intent: Intent, order: Order) -> Order:
@@ -274,31 +279,36 @@ class OrderLifecycle:
         return None
 
     async def _resolve(self, intent: Intent, order: Order) -> None:
-        """An intent's order is known: a market order still open stays pending; anything else is resolved."""
+        """An intent's order is known: a market order still open stays pending; anything else is resolved.
+
+        The intent goes only once its fill is in the books: booking can fail (valuing a fee paid in BNB needs
+        a price), and an intent gone before its fill is booked would leave a filled order nobody reconciles.
+        """
         coid = intent.client_order_id
         if order.status == "open" and intent.type == "market":
             return  # still executing: the next reconciliation books it
-        self.cp["intents"].pop(coid, None)
-        if intent.type == "stop_loss_limit":
+        if intent.type == "stop_loss_limit" and order.status == "open":
             position = self.position(intent.symbol)
-            if order.status == "open":
-                position.stop_order, position.stop_amount = coid, intent.amount
-                self._set_position(intent.symbol, position)
-                self.ctx.events.emit(
-                    "Trading",
-                    "StopPlaced",
-                    f"protective stop for {intent.amount:g} {intent.symbol} at {intent.stop_price:.8g} "
-                    f"(limit {intent.price:.8g}) rests on the exchange ({coid})",
-                )
-                return
-            await self._book(order, "stop_loss", self._fill_time(order, intent.candle_time))
+            position.stop_order, position.stop_amount = coid, intent.amount
+            self._set_position(intent.symbol, position)
+            self.cp["intents"].pop(coid, None)
+            self.ctx.events.emit(
+                "Trading",
+                "StopPlaced",
+                f"protective stop for {intent.amount:g} {intent.symbol} at {intent.stop_price:.8g} "
+                f"(limit {intent.price:.8g}) rests on the exchange ({coid})",
+            )
             return
         if order.filled > 0:
-            await self._book(order, intent.reason, intent.candle_time)
+            if intent.type == "stop_loss_limit":
+                await self._book(order, "stop_loss", self._fill_time(order, intent.candle_time))
+            else:
+                await self._book(order, intent.reason, intent.candle_time)
         else:
             self.ctx.events.emit(
                 "Trading", "OrderNotFilled", f"{intent.side} {intent.symbol} {coid} ended {order.status} unfilled"
             )
+        self.cp["intents"].pop(coid, None)
 
     def _fill_time(self, order: Order, fallback: int) -> int:
         filled_at = order.last_trade_timestamp or fallback
@@ -334,7 +344,8 @@ class OrderLifecycle:
         """A remainder no order can sell (below the minimum notional): reported and left, never retried."""
         self.cp["dust"][symbol] = float(self.cp["dust"].get(symbol, 0.0)) + position.amount
         proceeds_basis = position.cost
-        self._set_position(symbol, Position())
+        # A stop that still rests on the exchange stays known, so the run takes it off before it ends.
+        self._set_position(symbol, Position(stop_order=position.stop_order, stop_amount=position.stop_amount))
         self.ctx.events.emit(
             "Trading",
             "DustLeft",
@@ -416,13 +427,15 @@ class OrderLifecycle:
                     await self._settle_stop(symbol, order)
 
     async def _settle_stop(self, symbol: str, order: Order) -> None:
-        position = self.position(symbol)
+        """A stop that is no longer open: its fill booked first, then the position forgets it (as `_resolve`:
+        a failed booking leaves the stop in place, so the next look books it)."""
         if order.status == "open":
             return
+        if order.filled > 0:
+            await self._book(order, "stop_loss", self._fill_time(order, self.position(symbol).entry_time))
+        position = self.position(symbol)
         position.stop_order, position.stop_amount = None, 0.0
         self._set_position(symbol, position)
-        if order.filled > 0:
-            await self._book(order, "stop_loss", self._fill_time(order, position.entry_time))
 
     # --- booking --------------------------------------------------------------------------------------------
     async def _fees_in_quote(self, order: Order, market: Market, price: float) -> tuple[float, float, float]:
@@ -502,7 +515,7 @@ class OrderLifecycle:
             if market.round_amount(remaining) <= 0:
                 if remaining > AMOUNT_TOLERANCE:  # less than one lot step: the account keeps it as dust
                     self.cp["dust"][symbol] = float(self.cp["dust"].get(symbol, 0.0)) + remaining
-                self._set_position(symbol, Position())
+                self._set_position(symbol, Position(stop_order=position.stop_order, stop_amount=position.stop_amount))
             else:
                 position.amount, position.cost = remaining, position.cost - basis
                 self._set_position(symbol, position)

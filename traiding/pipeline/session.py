@@ -92,8 +92,13 @@ class TradingSession:
         self.tf = ctx.timeframe_ms
         self.window = max(self.strategy.warmup * 2, self.strategy.warmup + 3, 10)
         # A candle this much older than the newest closed one closed while no driver looked: its signal is stale.
-        cadence_ms = poll_seconds(ctx.spec) * market_speed(ctx.spec) * 1000
-        self.fresh_ms = max(self.tf, int(FRESH_POLLS * cadence_ms))
+        # At wall speed a step takes milliseconds of a candle's minutes and polls at least once per candle: only
+        # the newest closed candle is fresh. A replay's candle lasts fractions of a wall second, so a slow step
+        # or a replay faster than the polls closes several per step: they stay fresh within FRESH_POLLS polls.
+        speed = market_speed(ctx.spec)
+        cadence_ms = poll_seconds(ctx.spec) * speed * 1000
+        wall_speed = speed <= 1 and cadence_ms <= self.tf
+        self.fresh_ms = self.tf if wall_speed else max(self.tf, int(FRESH_POLLS * cadence_ms))
         self._flush_status = flush
         self.markets: dict[str, Market] = {}
         self._books: OrderLifecycle | None = None
@@ -264,7 +269,9 @@ class TradingSession:
             lowest = math.inf
             newest = int(candles.time[-1])
             for index in range(new_from, len(candles)):
-                lowest = min(lowest, float(candles.low[index]))
+                # A stop guards a position from its entry on: lows from before it was opened are not its risk.
+                held = self.books.position(symbol).amount > 0
+                lowest = min(lowest, float(candles.low[index])) if held else math.inf
                 fresh = newest - int(candles.time[index]) < self.fresh_ms
                 await self._on_candle(symbol, candles, index, act=fresh, skipped=skipped, lowest=lowest)
                 if self._risk().killed:
