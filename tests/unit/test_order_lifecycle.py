@@ -29,7 +29,12 @@ from tests.unit.test_session import (
 )
 from traiding.domain.statemachine import OutcomeKind
 from traiding.pipeline.context import RunContext
-from traiding.pipeline.order_lifecycle import SEND_START_LIMIT_MS, SEND_TIMEOUT_S, OrderLifecycle
+from traiding.pipeline.order_lifecycle import (
+    MARKET_EXECUTION_LIMIT_MS,
+    SEND_START_LIMIT_MS,
+    SEND_TIMEOUT_S,
+    OrderLifecycle,
+)
 from traiding.pipeline.session import TradingSession
 from traiding_adapters.client_ids import client_order_id
 from traiding_adapters.errors import ExchangeUnavailable, OrderOutcomeUnknown, UnknownSymbol
@@ -470,12 +475,14 @@ async def test_a_filled_stop_whose_fee_cannot_be_valued_yet_keeps_the_position_u
     market.low[SYMBOL][market.visible] = 90.0  # the next candle falls through the stop
     market.advance(3)
     market.fail_bnb = 1
+    await books.refresh_stops()
     with pytest.raises(ExchangeUnavailable):
-        await books.refresh_stops()
+        books.raise_unresolved()
     assert (await broker.fetch_order(SYMBOL, client_order_id=stop)).status == "closed"
     held = books.position(SYMBOL)
     assert held.amount == pytest.approx(1.0)
     assert held.stop_order == stop  # not forgotten: booked next time
+    books = OrderLifecycle(ctx, checkpoint, await market.load_markets(), flush=_nothing)  # the next step
     await books.refresh_stops()
     assert books.position(SYMBOL).amount == 0
     assert [t["reason"] for t in checkpoint["trades"]] == ["stop_loss"]
@@ -500,37 +507,6 @@ async def test_a_stop_found_cancelled_unfilled_on_reconciliation_is_no_trade(tmp
     assert books.position(SYMBOL).amount == pytest.approx(1.0)
 
 
-class SlowMarketOrders(AnswerLostBroker):
-    """A market order the exchange reports as still executing (`open`) until `release` is set."""
-
-    release = False
-
-    async def create_order(self, request: OrderRequest) -> Order:
-        order = await super().create_order(request)
-        return order if self.release or request.type != "market" else order.model_copy(update={"status": "open"})
-
-    async def fetch_order(self, symbol: str, *, client_order_id: str) -> Order:
-        order = await super().fetch_order(symbol, client_order_id=client_order_id)
-        executing = not self.release and order.type == "market"
-        return order.model_copy(update={"status": "open"}) if executing else order
-
-
-async def test_a_market_order_still_executing_holds_the_session_until_it_is_booked(tmp_path: Path) -> None:
-    market = ScriptedMarket(FLAT + RISE + [108.0] * 30)
-    ctx, _, _ = make_context(market, tmp_path)
-    broker = SlowMarketOrders(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0, slippage_bps=0))
-    ctx.orders = broker
-    checkpoint: dict[str, Any] = {"cash": 10_000.0, "last_prices": {SYMBOL: 100.0}}
-    books = OrderLifecycle(ctx, checkpoint, await market.load_markets(), flush=_nothing)
-    await books.buy(SYMBOL, 1.0, T0)
-    waiting = await books.reconcile()
-    assert waiting is not None and "still executing" in waiting  # no new order for this run meanwhile
-    assert books.holds_anything()
-    broker.release = True
-    assert await books.reconcile() is None
-    assert books.position(SYMBOL).amount == pytest.approx(1.0)
-
-
 async def test_dust_written_off_keeps_a_stop_that_still_rests_on_the_exchange(tmp_path: Path) -> None:
     market = ScriptedMarket(FLAT + RISE + [108.0] * 30)
     ctx, _, broker = make_context(market, tmp_path, stopLossPct=5)
@@ -547,3 +523,154 @@ async def test_dust_written_off_keeps_a_stop_that_still_rests_on_the_exchange(tm
     await books.close_all("session_end")  # takes it off the exchange
     assert (await broker.fetch_order(SYMBOL, client_order_id=stop)).status == "canceled"
     assert not books.holds_anything()
+
+
+CLOSES_LONG = FLAT + RISE + [108.0] * 30
+
+
+# --- F7: a market order still executing on one symbol ------------------------------------------------------
+class StuckMarketOrders(AnswerLostBroker):
+    """Market orders on `stuck` read as still executing ('open'), as an exchange reports a slow fill."""
+
+    stuck: str | None = SYMBOL
+
+    def _view(self, order: Order) -> Order:
+        if order.type == "market" and order.symbol == self.stuck:
+            return order.model_copy(update={"status": "open"})
+        return order
+
+    async def create_order(self, request: OrderRequest) -> Order:
+        return self._view(await super().create_order(request))
+
+    async def fetch_order(self, symbol: str, *, client_order_id: str) -> Order:
+        return self._view(await super().fetch_order(symbol, client_order_id=client_order_id))
+
+
+async def test_liquidation_closes_other_positions_while_one_market_order_still_executes(tmp_path: Path) -> None:
+    market = ScriptedMarket({SYMBOL: CLOSES_LONG, BTC: CLOSES_LONG})
+    ctx, _, _ = make_context(market, tmp_path, symbols=[SYMBOL, BTC], maxPositionFraction=0.3)
+    broker = StuckMarketOrders(
+        market, {"USDT": 10_000.0, "ETH": 0.0, "BTC": 0.0}, PaperSettings(fee_rate=0, slippage_bps=0)
+    )
+    ctx.orders = broker
+    checkpoint: dict[str, Any] = {}
+    await TradingSession(ctx, checkpoint).step()
+    market.advance(2)
+    await TradingSession(ctx, checkpoint).step()  # ETH's buy still executing, BTC's booked
+    session = checkpoint["session"]
+    assert len(session["intents"]) == 1
+    assert session["positions"][BTC]["amount"] > 0
+    # The run is cancelled (or its Trading deadline passed): Liquidating. ETH's order is not ours to hurry, but
+    # BTC's position has nothing to do with it; before F7 it was sold here, now the whole exit waits (RUNNING,
+    # attempts 0: no ExitRefused event, no Liquidated=False condition), for as long as ETH's order reads open.
+    for _ in range(3):
+        result = await TradingSession(ctx, checkpoint).liquidate()
+    assert session["positions"][BTC]["amount"] == 0, result.outcome
+
+
+# --- F8: a stop whose cancel has not taken effect yet ------------------------------------------------------
+class PendingCancel(AnswerLostBroker):
+    """A cancel the exchange acknowledges without a status (ccxt: None, read as 'open') and completes a moment
+    later: the order and the coins it reserves are still there when the next request reads the balance."""
+
+    pending = False
+
+    async def cancel_order(self, symbol: str, *, client_order_id: str) -> Order:
+        if self.pending:
+            return self._get(symbol, client_order_id)
+        return await super().cancel_order(symbol, client_order_id=client_order_id)
+
+
+async def test_a_stop_still_being_cancelled_does_not_turn_the_whole_position_into_dust(tmp_path: Path) -> None:
+    market = ScriptedMarket(CLOSES_LONG)
+    ctx, _, _ = make_context(market, tmp_path, stopLossPct=5)
+    broker = PendingCancel(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0, slippage_bps=0))
+    ctx.orders = broker
+    checkpoint: dict[str, Any] = {"cash": 10_000.0, "last_prices": {SYMBOL: 108.0}}
+    books = OrderLifecycle(ctx, checkpoint, await market.load_markets(), flush=_nothing)
+    await books.buy(SYMBOL, 1.0, T0)
+    assert books.position(SYMBOL).stop_order is not None
+    broker.pending = True
+    await books.sell(SYMBOL, "signal", T0)
+    # The free ETH balance is 0 only because the stop still reserves it: that is no reason to write 1 ETH
+    # (108 USDT, far above the minimum notional) off as dust. Once the cancel completes, close_all cancels
+    # nothing and sells nothing (amount 0), and the run ends "flat" with the account holding the coin.
+    assert checkpoint["dust"].get(SYMBOL, 0.0) == 0.0
+    assert books.position(SYMBOL).amount == pytest.approx(1.0)
+
+
+# --- F1: an intent whose booking fails for good ------------------------------------------------------------
+class BnbForEth(ScriptedMarket):
+    """The BNB/USDT ticker answers `bnb_answers` times, then fails (a delisted or halted valuation market)."""
+
+    bnb_answers = 10**9
+
+    async def fetch_ticker(self, symbol: str) -> Ticker:
+        if symbol.startswith("BNB"):
+            if self.bnb_answers <= 0:
+                raise ExchangeUnavailable("scripted: BNB/USDT ticker keeps failing")
+            self.bnb_answers -= 1
+        return await super().fetch_ticker(symbol)
+
+
+class EthFeesInBnb(AnswerLostBroker):
+    def _bnb(self, order: Order) -> Order:
+        if order.symbol == SYMBOL and order.filled > 0:
+            return order.model_copy(update={"fees": (Fee(currency="BNB", cost=0.01),)})
+        return order
+
+    async def create_order(self, request: OrderRequest) -> Order:
+        return self._bnb(await super().create_order(request))
+
+    async def fetch_order(self, symbol: str, *, client_order_id: str) -> Order:
+        return self._bnb(await super().fetch_order(symbol, client_order_id=client_order_id))
+
+
+async def test_one_fill_that_cannot_be_booked_does_not_block_closing_every_other_position(tmp_path: Path) -> None:
+    market = BnbForEth({SYMBOL: CLOSES_LONG, BTC: CLOSES_LONG, "BNB/USDT": [300.0] * len(CLOSES_LONG)})
+    ctx, _, _ = make_context(market, tmp_path, symbols=[BTC, SYMBOL], maxPositionFraction=0.3)
+    ctx.orders = EthFeesInBnb(
+        market, {"USDT": 10_000.0, "ETH": 0.0, "BTC": 0.0}, PaperSettings(fee_rate=0, slippage_bps=0)
+    )
+    checkpoint: dict[str, Any] = {}
+    await TradingSession(ctx, checkpoint).step()
+    market.advance(2)
+    market.bnb_answers = 0  # from now on ETH's fill cannot be valued
+    result = await TradingSession(ctx, checkpoint).step()  # BTC bought and booked, ETH bought, not booked
+    assert result.outcome.kind is OutcomeKind.TRANSIENT
+    session = checkpoint["session"]
+    assert session["positions"][BTC]["amount"] > 0
+    assert len(session["intents"]) == 1
+    # Liquidating retries forever (by design), each attempt failing in reconcile() before close_all: BTC is
+    # never sold although its exit needs no BNB price. (Before F1 the ETH fill was lost instead.)
+    for _ in range(3):
+        await TradingSession(ctx, checkpoint).liquidate()
+    assert session["positions"][BTC]["amount"] == 0
+
+
+async def test_a_market_order_executing_too_long_is_cancelled_and_what_filled_is_booked(tmp_path: Path) -> None:
+    market = ScriptedMarket(CLOSES_LONG)
+    ctx, sink, _ = make_context(market, tmp_path)
+
+    class CancelEndsIt(StuckMarketOrders):
+        """Reports the order executing until it is asked to cancel it; then it tells how the order ended."""
+
+        async def cancel_order(self, symbol: str, *, client_order_id: str) -> Order:
+            self.stuck = None
+            return await super().cancel_order(symbol, client_order_id=client_order_id)
+
+    broker = CancelEndsIt(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0, slippage_bps=0))
+    ctx.orders = broker
+    now = [1_000_000]
+    checkpoint: dict[str, Any] = {"cash": 10_000.0, "last_prices": {SYMBOL: 100.0}}
+    books = OrderLifecycle(ctx, checkpoint, await market.load_markets(), flush=_nothing, wall_ms=lambda: now[0])
+    await books.buy(SYMBOL, 1.0, T0)
+    assert books.busy(SYMBOL)
+    assert await books.reconcile() is None  # still executing: only its symbol waits
+    assert await books.buy(SYMBOL, 1.0, T0 + TF) is None  # no second order against spent cash
+    assert [o.side for o in broker._orders.values()] == ["buy"]
+    now[0] += MARKET_EXECUTION_LIMIT_MS + 1
+    await books.reconcile()
+    assert not books.busy(SYMBOL)
+    assert books.position(SYMBOL).amount == pytest.approx(1.0)
+    assert "OrderCancelled" in event_types(sink)

@@ -47,6 +47,9 @@ STOP_LIMIT_RATIO = 0.99
 # late requests they bound when an order for an intent can still appear.
 SEND_START_LIMIT_MS = 10_000
 SEND_TIMEOUT_S = 30.0
+# A market order the exchange still reports executing this long after it was written is cancelled, and what it
+# filled is booked: its symbol trades nothing new meanwhile, and a run must not wait on it forever.
+MARKET_EXECUTION_LIMIT_MS = 60_000
 KEPT_ORDERS = 1000  # booked orders kept in the checkpoint (dedup of late answers, audits); the event log has all
 KEPT_TRADES = 500
 AMOUNT_TOLERANCE = 1e-9
@@ -128,6 +131,9 @@ class OrderLifecycle:
         for key, empty in (("positions", {}), ("intents", {}), ("orders", {}), ("dust", {}), ("trades", [])):
             self.cp.setdefault(key, empty)
         self.cp.setdefault("intent_counts", {})
+        # Per symbol, what could not be resolved in this step (an order that cannot be read or booked yet): its
+        # symbol trades nothing, the others go on, and the step ends with the error (`raise_unresolved`).
+        self.unresolved: dict[str, ExchangeLayerError] = {}
 
     # --- state ----------------------------------------------------------------------------------------------
     def position(self, symbol: str) -> Position:
@@ -144,6 +150,20 @@ class OrderLifecycle:
         """Positions, resting stops or orders whose outcome is not known yet."""
         stops = any(p.get("stop_order") for p in self.cp["positions"].values())
         return bool(self.open_symbols() or self.cp["intents"] or stops)
+
+    def busy(self, symbol: str) -> bool:
+        """An order of `symbol` whose outcome is not in the books yet: nothing new is sent for it meanwhile."""
+        return symbol in self.unresolved or any(i["symbol"] == symbol for i in self.cp["intents"].values())
+
+    def raise_unresolved(self) -> None:
+        """End the step with the first error this step could not resolve (after every other symbol's work)."""
+        if self.unresolved:
+            raise next(iter(self.unresolved.values()))
+
+    def _defer(self, symbol: str, error: ExchangeLayerError) -> None:
+        if isinstance(error, OrderMismatch):
+            raise error  # not a retry: trading stops
+        self.unresolved.setdefault(symbol, error)
 
     def equity(self, prices: dict[str, float]) -> float:
         """Cash plus positions and dust at `prices` (the last closed candles)."""
@@ -220,40 +240,61 @@ class OrderLifecycle:
 
     async def reconcile(self) -> str | None:
         """Resolve every written intent against the exchange, before anything else; why the session must wait
-        (an order may still appear), or None once every intent is resolved."""
+        (an order may still appear), or None once no intent is of unknown placement. An intent that cannot
+        be resolved yet (its order cannot be read or booked) holds only its own symbol (`busy`)."""
         waiting: list[str] = []
-        executing: list[str] = []
         for coid, raw in list(self.cp["intents"].items()):
             intent = Intent(**raw)
             try:
-                order = await self.ctx.orders.fetch_order(intent.symbol, client_order_id=coid)
-            except OrderNotFound:
-                window = self.ctx.orders.late_order_window_ms
-                late = SEND_START_LIMIT_MS + int(SEND_TIMEOUT_S * 1000) + window if window else 0
-                deadline = intent.written_ms + late
-                if self.wall_ms() < deadline:
+                if not await self._reconcile_one(intent):
                     waiting.append(coid)
-                    continue
-                del self.cp["intents"][coid]
-                self.ctx.events.emit(
-                    "Trading",
-                    "OrderNotPlaced",
-                    f"{intent.side} {intent.symbol} ({intent.reason}) {coid} never reached the exchange; "
-                    "the signal is dropped",
-                    level="warning",
-                )
-                continue
-            await self._resolve_found(intent, order)
-            if coid in self.cp["intents"]:
-                executing.append(coid)  # a market order still executing: nothing new until it is booked
+            except ExchangeLayerError as error:
+                self._defer(intent.symbol, error)
         if waiting:
             return (
                 f"waiting for the exchange's window for late requests before deciding whether "
                 f"{', '.join(waiting)} was placed"
             )
-        if executing:
-            return f"order {', '.join(executing)} is still executing on the exchange; it is booked once it ends"
         return None
+
+    async def _reconcile_one(self, intent: Intent) -> bool:
+        """False while the intent's order may still appear on the exchange."""
+        coid = intent.client_order_id
+        try:
+            order = await self.ctx.orders.fetch_order(intent.symbol, client_order_id=coid)
+        except OrderNotFound:
+            window = self.ctx.orders.late_order_window_ms
+            late = SEND_START_LIMIT_MS + int(SEND_TIMEOUT_S * 1000) + window if window else 0
+            if self.wall_ms() < intent.written_ms + late:
+                return False
+            del self.cp["intents"][coid]
+            self.ctx.events.emit(
+                "Trading",
+                "OrderNotPlaced",
+                f"{intent.side} {intent.symbol} ({intent.reason}) {coid} never reached the exchange; "
+                "the signal is dropped",
+                level="warning",
+            )
+            return True
+        await self._resolve_found(intent, order)
+        if coid in self.cp["intents"] and self.wall_ms() - intent.written_ms > MARKET_EXECUTION_LIMIT_MS:
+            await self._cancel_executing(intent)
+        return True
+
+    async def _cancel_executing(self, intent: Intent) -> None:
+        coid = intent.client_order_id
+        try:
+            order = await self.ctx.orders.cancel_order(intent.symbol, client_order_id=coid)
+        except OrderNotFound:  # it ended meanwhile
+            order = await self.ctx.orders.fetch_order(intent.symbol, client_order_id=coid)
+        self.ctx.events.emit(
+            "Trading",
+            "OrderCancelled",
+            f"{intent.side} {intent.symbol} {coid} was still executing after {MARKET_EXECUTION_LIMIT_MS // 1000} s: "
+            "cancelled; what it filled is booked",
+            level="warning",
+        )
+        await self._resolve(intent, order)
 
     async def _resolve_found(self, intent: Intent, order: Order) -> Order:
         problem = self._mismatch(intent, order)
@@ -264,10 +305,13 @@ class OrderLifecycle:
                 f"order {intent.client_order_id} on the exchange is not the order this run intended ({problem}); "
                 "trading stops: check the account's orders"
             )
-        self.ctx.events.emit(
-            "Trading", "OrderRecovered", f"order {intent.client_order_id} ({intent.side} {intent.symbol}) was placed"
-        )
         await self._resolve(intent, order)
+        if intent.client_order_id not in self.cp["intents"]:
+            self.ctx.events.emit(
+                "Trading",
+                "OrderRecovered",
+                f"order {intent.client_order_id} ({intent.side} {intent.symbol}) was placed",
+            )
         return order
 
     @staticmethod
@@ -316,6 +360,10 @@ class OrderLifecycle:
 
     # --- entries and exits ----------------------------------------------------------------------------------
     async def buy(self, symbol: str, amount: float, candle_time: int) -> Order | None:
+        if self.busy(symbol):
+            return None  # an earlier order's outcome is not in the books yet: no second one against that cash
+        if self.position(symbol).amount <= 0 and self.position(symbol).stop_order:
+            await self.cancel_stop(symbol)  # the stop of a position that is gone: not the new position's stop
         intent = self._intent(symbol, "buy", "market", amount, candle_time=candle_time, reason="entry")
         order = await self._place(intent)
         await self.ensure_stop(symbol)
@@ -323,8 +371,12 @@ class OrderLifecycle:
 
     async def sell(self, symbol: str, reason: str, candle_time: int) -> None:
         """Exit the whole position: cancel its stop first (which may have filled meanwhile), then sell."""
+        if self.busy(symbol):
+            return  # an order of this symbol is unresolved: what is held is not known until it is
         await self.cancel_stop(symbol)
         position = self.position(symbol)
+        if position.stop_order:
+            return  # the stop is still being cancelled and holds the coins: the exit waits for it, not dust
         if position.amount <= 0:
             return
         market = self.markets[symbol]
@@ -356,10 +408,14 @@ class OrderLifecycle:
         )
 
     async def close_all(self, reason: str) -> None:
+        """Exit every position; one that cannot exit now does not keep the others open."""
         last_closed: dict[str, int] = self.cp.get("last_closed", {})
         for symbol in list(self.cp["positions"]):
             if self.position(symbol).amount > 0 or self.position(symbol).stop_order:
-                await self.sell(symbol, reason, int(last_closed.get(symbol, 0)))
+                try:
+                    await self.sell(symbol, reason, int(last_closed.get(symbol, 0)))
+                except ExchangeLayerError as error:
+                    self._defer(symbol, error)
 
     # --- protective stops -----------------------------------------------------------------------------------
     async def ensure_stop(self, symbol: str) -> None:
@@ -368,6 +424,8 @@ class OrderLifecycle:
         stop_level = position.stop
         if position.amount <= 0 or stop_level is None or not self.ctx.spec.risk.stopOnExchange:
             return
+        if self.busy(symbol):
+            return  # an unresolved order (maybe a stop already sent) first
         market = self.markets[symbol]
         amount = market.round_amount(position.amount)
         if position.stop_order and abs(position.stop_amount - amount) <= AMOUNT_TOLERANCE:
@@ -422,9 +480,12 @@ class OrderLifecycle:
         for symbol in list(self.cp["positions"]):
             coid = self.position(symbol).stop_order
             if coid:
-                order = await self.ctx.orders.fetch_order(symbol, client_order_id=coid)
-                if order.status != "open":
-                    await self._settle_stop(symbol, order)
+                try:
+                    order = await self.ctx.orders.fetch_order(symbol, client_order_id=coid)
+                    if order.status != "open":
+                        await self._settle_stop(symbol, order)
+                except ExchangeLayerError as error:
+                    self._defer(symbol, error)
 
     async def _settle_stop(self, symbol: str, order: Order) -> None:
         """A stop that is no longer open: its fill booked first, then the position forgets it (as `_resolve`:

@@ -156,6 +156,7 @@ class TradingSession:
             else:
                 for symbol in self.books.open_symbols():
                     await self.books.ensure_stop(symbol)
+            self.books.raise_unresolved()  # every other symbol has had its step: now say what failed
             self.cp["degraded_steps"] = max(0, int(self.cp.get("degraded_steps", 0)) - 1)
         except OrderMismatch as error:
             self.ctx.events.emit("Trading", "OrderMismatch", str(error), level="error")
@@ -193,6 +194,7 @@ class TradingSession:
                 return self._liquidation(OutcomeKind.RUNNING, "WaitingForOrders", waiting)
             await self.books.refresh_stops()
             await self.books.close_all("liquidation")
+            self.books.raise_unresolved()
         except ExchangeLayerError as error:  # an order mismatch too: the positions in the books still get closed
             return self._refused(f"{type(error).__name__}: {error}")
         finally:
