@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.unit.test_session import (
+    FALL,
     FLAT,
     RISE,
     SYMBOL,
@@ -674,3 +675,250 @@ async def test_a_market_order_executing_too_long_is_cancelled_and_what_filled_is
     assert not books.busy(SYMBOL)
     assert books.position(SYMBOL).amount == pytest.approx(1.0)
     assert "OrderCancelled" in event_types(sink)
+
+
+CLOSES_EXIT = FLAT + RISE + FALL + [96.0] * 30
+
+
+class StopReadFails(AnswerLostBroker):
+    """Reading a resting stop fails (a 503) while `fail_stop_reads` is set; everything else works."""
+
+    fail_stop_reads = False
+
+    async def fetch_order(self, symbol: str, *, client_order_id: str) -> Order:
+        order = await super().fetch_order(symbol, client_order_id=client_order_id)
+        if self.fail_stop_reads and order.type == "stop_loss_limit":
+            raise ExchangeUnavailable("scripted: 503 reading the stop")
+        return order
+
+
+class CancelAckWithoutStatus(AnswerLostBroker):
+    """The cancel takes effect, but its answer carries no status (ccxt None -> read as 'open')."""
+
+    ack_open = False
+
+    async def cancel_order(self, symbol: str, *, client_order_id: str) -> Order:
+        order = await super().cancel_order(symbol, client_order_id=client_order_id)
+        if self.ack_open:
+            return order.model_copy(update={"status": "open"})
+        return order
+
+
+async def _exit_step(tmp_path: Path) -> int:
+    """How many candles after the first step the signal exit happens with a healthy exchange."""
+    market = ScriptedMarket(CLOSES_EXIT)
+    ctx, _, _ = make_context(market, tmp_path, stopLossPct=20)
+    ctx.orders = StopReadFails(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0.001, slippage_bps=0))
+    cp: dict[str, Any] = {}
+    await TradingSession(ctx, cp).step()
+    for n in range(1, 20):
+        market.advance()
+        await TradingSession(ctx, cp).step()
+        if cp["session"]["trades"]:
+            assert cp["session"]["trades"][0]["reason"] == "signal"
+            return n
+    raise AssertionError("no exit in the baseline")
+
+
+async def test_an_exit_signal_on_a_symbol_whose_stop_read_failed_is_not_lost(tmp_path: Path) -> None:
+    exit_at = await _exit_step(tmp_path / "a")
+    market = ScriptedMarket(CLOSES_EXIT)
+    ctx, _, _ = make_context(market, tmp_path / "b", stopLossPct=20)
+    broker = StopReadFails(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0.001, slippage_bps=0))
+    ctx.orders = broker
+    cp: dict[str, Any] = {}
+    await TradingSession(ctx, cp).step()
+    for n in range(1, 20):
+        market.advance()
+        broker.fail_stop_reads = n == exit_at  # one 503 reading ETH's stop, on the candle of the exit signal
+        await TradingSession(ctx, cp).step()
+        if n == exit_at:  # the state machine retries after its backoff (2 s): the same candle is still newest
+            broker.fail_stop_reads = False
+            await TradingSession(ctx, cp).step()
+    # The exit cannot go while ETH's stop cannot be read; it waits as a pending exit and goes on the retry.
+    assert cp["session"]["trades"], f"still holding {cp['session']['positions'][SYMBOL]['amount']} ETH"
+
+
+async def test_an_exit_whose_stop_cancel_is_still_pending_happens_once_it_completes(tmp_path: Path) -> None:
+    exit_at = await _exit_step(tmp_path / "a")
+    market = ScriptedMarket(CLOSES_EXIT)
+    ctx, _, _ = make_context(market, tmp_path / "b", stopLossPct=20)
+    broker = CancelAckWithoutStatus(
+        market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0.001, slippage_bps=0)
+    )
+    ctx.orders = broker
+    cp: dict[str, Any] = {}
+    await TradingSession(ctx, cp).step()
+    for n in range(1, 20):
+        market.advance()
+        broker.ack_open = n == exit_at
+        await TradingSession(ctx, cp).step()
+        if n == exit_at:  # a retry within the same candle
+            broker.ack_open = False
+            await TradingSession(ctx, cp).step()
+    # The exit waits while its stop is still being cancelled, and goes once the cancel completed; no fresh stop
+    # goes under the position the strategy left.
+    assert cp["session"]["trades"], f"still holding {cp['session']['positions'][SYMBOL]['amount']} ETH"
+
+
+async def test_moving_a_stop_whose_cancel_is_pending_does_not_leave_two_stops(tmp_path: Path) -> None:
+    market = ScriptedMarket(FLAT + RISE + [108.0] * 30)
+    ctx, _, _ = make_context(market, tmp_path, stopLossPct=5)
+    broker = PendingCancel(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0, slippage_bps=0))
+    ctx.orders = broker
+    cp: dict[str, Any] = {"cash": 10_000.0, "last_prices": {SYMBOL: 108.0}}
+    books = OrderLifecycle(ctx, cp, await market.load_markets(), flush=_nothing)
+    await books.buy(SYMBOL, 1.0, T0)
+    stale = books.position(SYMBOL).stop_order
+    assert stale
+    # The state buy() now handles: a zero position that keeps its stop (a dust write-off keeps it).
+    cp["positions"][SYMBOL]["amount"] = 0.0
+    broker.pending = True  # the exchange acknowledges cancels that have not taken effect yet
+    await books.buy(SYMBOL, 0.5, T0 + TF)
+    open_stops = [o.client_order_id for o in broker._orders.values() if o.type != "market" and o.status == "open"]
+    assert books.position(SYMBOL).stop_order in open_stops
+    assert open_stops == [books.position(SYMBOL).stop_order], f"stops resting: {open_stops}, stale {stale}"
+
+
+class BalancesFailOnce(AnswerLostBroker):
+    fail_balances = False
+
+    async def fetch_balances(self) -> dict[str, Balance]:
+        if self.fail_balances:
+            self.fail_balances = False
+            raise ExchangeUnavailable("scripted: 503 on the account's balances")
+        return await super().fetch_balances()
+
+
+async def test_an_exit_that_failed_on_the_way_is_sent_on_the_next_step(tmp_path: Path) -> None:
+    exit_at = await _exit_step(tmp_path / "a")
+    market = ScriptedMarket(CLOSES_EXIT)
+    ctx, _, _ = make_context(market, tmp_path / "b", stopLossPct=20)
+    broker = BalancesFailOnce(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0.001, slippage_bps=0))
+    ctx.orders = broker
+    cp: dict[str, Any] = {}
+    await TradingSession(ctx, cp).step()
+    for n in range(1, exit_at + 1):
+        market.advance()
+        broker.fail_balances = n == exit_at  # the exit cancels the stop, then the balances read fails
+        result = await TradingSession(ctx, cp).step()
+    assert result.outcome.kind is OutcomeKind.TRANSIENT
+    assert cp["session"]["trades"] == []
+    assert SYMBOL in cp["session"]["pending_exits"]
+    await TradingSession(ctx, cp).step()  # the retry, on the same candle
+    assert [t["reason"] for t in cp["session"]["trades"]] == ["signal"]
+    assert cp["session"]["pending_exits"] == {}
+    assert [o.side for o in broker._orders.values() if o.type == "market"] == ["buy", "sell"]
+
+
+def market_sells(broker: Any) -> list[Order]:
+    return [o for o in broker._orders.values() if o.type == "market" and o.side == "sell"]
+
+
+async def test_lost_answer_of_an_exit_is_reconciled_and_not_sold_twice(tmp_path: Path) -> None:
+    exit_at = await _exit_step(tmp_path / "a")
+    market = ScriptedMarket(CLOSES_EXIT)
+    ctx, _, _ = make_context(market, tmp_path / "b", stopLossPct=20)
+    broker = AnswerLostBroker(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0.001, slippage_bps=0))
+    ctx.orders = broker
+    cp: dict[str, Any] = {}
+    await TradingSession(ctx, cp).step()
+    for n in range(1, exit_at + 1):
+        market.advance()
+        broker.lose_next = n == exit_at  # the exit's sell goes out, its answer is lost
+        await TradingSession(ctx, cp).step()
+    assert SYMBOL in cp["session"]["pending_exits"]
+    assert len(cp["session"]["intents"]) == 1
+    for _ in range(3):  # reconcile + retry on the same candle, then more candles
+        await TradingSession(ctx, cp).step()
+        market.advance()
+    assert len(market_sells(broker)) == 1
+    assert [t["reason"] for t in cp["session"]["trades"]] == ["signal"]
+    assert cp["session"]["pending_exits"] == {}
+
+
+class StuckSells(StuckMarketOrders):
+    stuck_sells = False
+
+    def _view(self, order: Order) -> Order:
+        if order.type == "market" and order.side == "sell" and self.stuck_sells:
+            return order.model_copy(update={"status": "open"})
+        return order
+
+
+async def test_exit_executing_for_several_steps_is_sent_once(tmp_path: Path) -> None:
+    exit_at = await _exit_step(tmp_path / "a")
+    market = ScriptedMarket(CLOSES_EXIT)
+    ctx, _, _ = make_context(market, tmp_path / "b", stopLossPct=20)
+    broker = StuckSells(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0.001, slippage_bps=0))
+    broker.stuck = None
+    ctx.orders = broker
+    cp: dict[str, Any] = {}
+    await TradingSession(ctx, cp).step()
+    for n in range(1, exit_at + 4):
+        market.advance()
+        broker.stuck_sells = n >= exit_at
+        await TradingSession(ctx, cp).step()
+    assert len(market_sells(broker)) == 1
+    broker.stuck_sells = False
+    for _ in range(2):
+        market.advance()
+        await TradingSession(ctx, cp).step()
+    assert len(market_sells(broker)) == 1
+    assert cp["session"]["pending_exits"] == {}
+
+
+async def test_liquidation_leaves_no_stale_pending_exit(tmp_path: Path) -> None:
+    """A pending exit whose position went flat by the fill of its own (executing) sell, seen in Liquidating."""
+    market = ScriptedMarket(CLOSES_EXIT)
+    ctx, _, _ = make_context(market, tmp_path, stopLossPct=20)
+    broker = StuckSells(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0, slippage_bps=0))
+    broker.stuck = None
+    ctx.orders = broker
+    cp: dict[str, Any] = {"cash": 10_000.0, "last_prices": {SYMBOL: 108.0}}
+    books = OrderLifecycle(ctx, cp, await market.load_markets(), flush=_nothing)
+    await books.buy(SYMBOL, 1.0, T0)
+    broker.stuck_sells = True
+    await books.sell(SYMBOL, "signal", T0 + TF)  # sent, executing
+    await books.sell(SYMBOL, "signal", T0 + 2 * TF)  # the next exit signal: busy -> pending
+    assert SYMBOL in cp["pending_exits"]
+    broker.stuck_sells = False
+    assert await books.reconcile() is None
+    await books.refresh_stops()
+    await books.close_all("liquidation")
+    assert not books.holds_anything()
+    assert cp["pending_exits"] == {}, f"stale: {cp['pending_exits']}"
+
+
+async def test_the_rest_of_a_partly_filled_exit_is_sold_on_the_retry(tmp_path: Path) -> None:
+    """An exit sent but only partly executed (cancelled after the execution limit) stays pending until flat."""
+    market = ScriptedMarket(CLOSES_EXIT)
+    ctx, _, _ = make_context(market, tmp_path, stopLossPct=20)
+
+    class HalfThenCancel(StuckSells):
+        async def cancel_order(self, symbol: str, *, client_order_id: str) -> Order:
+            order = self._get(symbol, client_order_id)
+            if order.type == "market":
+                self.stuck_sells = False
+                half = order.amount / 2
+                return order.model_copy(
+                    update={"status": "canceled", "filled": half, "cost": order.cost / 2, "fees": ()}
+                )
+            return await super().cancel_order(symbol, client_order_id=client_order_id)
+
+    broker = HalfThenCancel(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0, slippage_bps=0))
+    broker.stuck = None
+    ctx.orders = broker
+    now = [1_000_000]
+    cp: dict[str, Any] = {"cash": 10_000.0, "last_prices": {SYMBOL: 108.0}}
+    books = OrderLifecycle(ctx, cp, await market.load_markets(), flush=_nothing, wall_ms=lambda: now[0])
+    await books.buy(SYMBOL, 1.0, T0)
+    broker.stuck_sells = True
+    await books.sell(SYMBOL, "signal", T0 + TF)
+    now[0] += MARKET_EXECUTION_LIMIT_MS + 1
+    await books.reconcile()
+    assert books.position(SYMBOL).amount == pytest.approx(0.5)
+    assert SYMBOL in cp["pending_exits"]  # the rest of the exit decision stays
+    await books.retry_pending_exits()
+    assert books.position(SYMBOL).amount == 0
+    assert cp["pending_exits"] == {}

@@ -128,7 +128,14 @@ class OrderLifecycle:
             ctx.spec.risk.dailyLossLimitPct,
             ctx.spec.risk.maxDrawdownPct,
         )
-        for key, empty in (("positions", {}), ("intents", {}), ("orders", {}), ("dust", {}), ("trades", [])):
+        for key, empty in (
+            ("positions", {}),
+            ("intents", {}),
+            ("orders", {}),
+            ("dust", {}),
+            ("trades", []),
+            ("pending_exits", {}),
+        ):
             self.cp.setdefault(key, empty)
         self.cp.setdefault("intent_counts", {})
         # Per symbol, what could not be resolved in this step (an order that cannot be read or booked yet): its
@@ -271,8 +278,8 @@ class OrderLifecycle:
             self.ctx.events.emit(
                 "Trading",
                 "OrderNotPlaced",
-                f"{intent.side} {intent.symbol} ({intent.reason}) {coid} never reached the exchange; "
-                "the signal is dropped",
+                f"{intent.side} {intent.symbol} ({intent.reason}) {coid} never reached the exchange: not placed "
+                "(an exit is sent again, an entry is dropped)",
                 level="warning",
             )
             return True
@@ -360,24 +367,35 @@ class OrderLifecycle:
 
     # --- entries and exits ----------------------------------------------------------------------------------
     async def buy(self, symbol: str, amount: float, candle_time: int) -> Order | None:
-        if self.busy(symbol):
+        if self.busy(symbol) or symbol in self.cp["pending_exits"]:
             return None  # an earlier order's outcome is not in the books yet: no second one against that cash
         if self.position(symbol).amount <= 0 and self.position(symbol).stop_order:
             await self.cancel_stop(symbol)  # the stop of a position that is gone: not the new position's stop
+            if self.position(symbol).stop_order:
+                return None  # its cancel has not taken effect: no new position under an old stop
         intent = self._intent(symbol, "buy", "market", amount, candle_time=candle_time, reason="entry")
         order = await self._place(intent)
         await self.ensure_stop(symbol)
         return order
 
     async def sell(self, symbol: str, reason: str, candle_time: int) -> None:
-        """Exit the whole position: cancel its stop first (which may have filled meanwhile), then sell."""
+        """Exit the whole position: cancel its stop first (which may have filled meanwhile), then sell.
+
+        The exit is a pending exit (in the checkpoint) until its order is sent or nothing is left to sell: one
+        that cannot go now (an order of the symbol unresolved, its stop still being cancelled and holding the
+        coins, an error on the way) is retried every step (`retry_pending_exits`). The candle that signalled
+        it is gone by then; the decision is not."""
+        pending = self.cp["pending_exits"].setdefault(symbol, {"reason": reason, "candle_time": candle_time})
         if self.busy(symbol):
-            return  # an order of this symbol is unresolved: what is held is not known until it is
+            self._announce_pending(symbol, pending)
+            return
         await self.cancel_stop(symbol)
         position = self.position(symbol)
         if position.stop_order:
-            return  # the stop is still being cancelled and holds the coins: the exit waits for it, not dust
+            self._announce_pending(symbol, pending)
+            return
         if position.amount <= 0:
+            del self.cp["pending_exits"][symbol]
             return
         market = self.markets[symbol]
         balances = await self.ctx.orders.fetch_balances()
@@ -389,8 +407,34 @@ class OrderLifecycle:
         problems = market.violations(amount, price) if amount > 0 else ["nothing left to sell"]
         if problems:
             self._write_off_dust(symbol, position, "; ".join(problems))
+            del self.cp["pending_exits"][symbol]
             return
-        await self._place(self._intent(symbol, "sell", "market", amount, candle_time=candle_time, reason=reason))
+        order = await self._place(
+            self._intent(symbol, "sell", "market", amount, candle_time=candle_time, reason=reason)
+        )
+        # Pending until flat: a sell still executing (the symbol is busy meanwhile) or one that filled only in
+        # part (a cancelled remainder) is retried; one the exchange refused is reported and not retried.
+        if order is None or self.position(symbol).amount <= 0:
+            del self.cp["pending_exits"][symbol]
+
+    def _announce_pending(self, symbol: str, pending: dict[str, Any]) -> None:
+        if not pending.get("announced"):
+            pending["announced"] = True
+            self.ctx.events.emit(
+                "Trading",
+                "ExitPending",
+                f"{symbol}: the exit ({pending['reason']}) waits for an earlier order or a stop's cancel; "
+                "retried every step",
+                level="warning",
+            )
+
+    async def retry_pending_exits(self) -> None:
+        """Send the exits that could not go before (see `sell`); one gone flat meanwhile (its stop filled) ends."""
+        for symbol, pending in list(self.cp["pending_exits"].items()):
+            try:
+                await self.sell(symbol, str(pending["reason"]), int(pending["candle_time"]))
+            except ExchangeLayerError as error:
+                self._defer(symbol, error)
 
     def _write_off_dust(self, symbol: str, position: Position, why: str) -> None:
         """A remainder no order can sell (below the minimum notional): reported and left, never retried."""
@@ -410,8 +454,12 @@ class OrderLifecycle:
     async def close_all(self, reason: str) -> None:
         """Exit every position; one that cannot exit now does not keep the others open."""
         last_closed: dict[str, int] = self.cp.get("last_closed", {})
-        for symbol in list(self.cp["positions"]):
-            if self.position(symbol).amount > 0 or self.position(symbol).stop_order:
+        for symbol in dict.fromkeys([*self.cp["positions"], *self.cp["pending_exits"]]):
+            if (
+                self.position(symbol).amount > 0
+                or self.position(symbol).stop_order
+                or symbol in self.cp["pending_exits"]
+            ):
                 try:
                     await self.sell(symbol, reason, int(last_closed.get(symbol, 0)))
                 except ExchangeLayerError as error:
@@ -424,8 +472,8 @@ class OrderLifecycle:
         stop_level = position.stop
         if position.amount <= 0 or stop_level is None or not self.ctx.spec.risk.stopOnExchange:
             return
-        if self.busy(symbol):
-            return  # an unresolved order (maybe a stop already sent) first
+        if self.busy(symbol) or symbol in self.cp["pending_exits"]:
+            return  # an unresolved order (maybe a stop already sent) first; or the position is being left
         market = self.markets[symbol]
         amount = market.round_amount(position.amount)
         if position.stop_order and abs(position.stop_amount - amount) <= AMOUNT_TOLERANCE:
@@ -438,8 +486,8 @@ class OrderLifecycle:
         if position.stop_order:  # the position changed: move the stop
             await self.cancel_stop(symbol)
             position = self.position(symbol)
-            if position.amount <= 0:
-                return
+            if position.amount <= 0 or position.stop_order:
+                return  # gone, or the old stop's cancel has not taken effect yet: never two stops
         stop = market.round_price(stop_level)
         limit = market.round_price(stop_level * STOP_LIMIT_RATIO)
         problems = market.violations(amount, limit)

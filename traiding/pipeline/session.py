@@ -146,6 +146,7 @@ class TradingSession:
             if waiting:
                 return self._running("WaitingForOrders", waiting)
             await self.books.refresh_stops()
+            await self.books.retry_pending_exits()
             # A kill switch whose liquidation failed is retried at once, not when the next candle closes.
             done = self._risk().killed or await self._process_new_candles()
             if done:
