@@ -50,9 +50,10 @@ DEFAULT_RETRY_AFTER_S = 10.0  # a 429 without Retry-After: wait this long before
 
 @dataclass(frozen=True)
 class Credentials:
-    """An API key pair. `source` names where it came from in messages ("Secret binance-keys")."""
+    """An API key pair. `source` names where it came from in messages ("Secret binance-keys"); the repr shows
+    only that (no key material in any log line, traceback or debugger)."""
 
-    api_key: str
+    api_key: str = field(repr=False)
     secret: str = field(repr=False)
     password: str | None = field(default=None, repr=False)
     source: str = "the configured credentials"
@@ -206,7 +207,8 @@ class Connection:
         secrets: tuple[str, ...] = ()
         hint = "the configured credentials"
         if self.credentials is not None:
-            secrets = tuple(s for s in (self.credentials.secret, self.credentials.password) if s)
+            credentials = self.credentials
+            secrets = tuple(s for s in (credentials.api_key, credentials.secret, credentials.password) if s)
             hint = self.credentials.source
         mapped = map_ccxt_error(
             error,

@@ -50,7 +50,6 @@ class OperatorProcess:
         self.starts += 1
         env = dict(self.kube_cluster.env())
         env["TRAIDING_CACHE_DIR"] = str(self.log_dir / "cache")
-        env.pop("TRAIDING_SIMULATOR_URL", None)
         env.pop(CRASH_AT_ENV, None)
         # Several operator processes share this machine's network: no /metrics port each (0 disables it).
         env["TRAIDING_METRICS_PORT"] = "0"
@@ -122,7 +121,7 @@ def live_run(name: str, sim: ThreadedSimulator, *, symbols: list[str], **overrid
         "gates.backtest": {"minTrades": 0, "minSharpe": None, "maxDrawdownPct": None},
         **overrides,
     }
-    document = example_run(sim.base_url, **settings)
+    document = example_run(**settings)
     document["metadata"] = {"name": name, "annotations": {"traiding.io/approved-by": "test"}}
     return document
 

@@ -15,6 +15,7 @@ import pytest
 from kubernetes import client
 from pydantic import SecretStr
 
+from tests.integration.example_runs import started
 from tests.integration.test_crd_apiserver import crd_installed  # noqa: F401 - the fixture installs the CRD
 from tests.integration.test_operator import (
     OperatorThread,
@@ -42,7 +43,7 @@ def live_simulator(shared_data: Path) -> ThreadedSimulator:
         keys=[ApiKeyConfig(key=KEY, secret=SecretStr(SECRET))],
         initial_balances={"USDT": Decimal(20_000), "BNB": Decimal(0)},
     )
-    return ThreadedSimulator(config).start()
+    return started(config)
 
 
 def assert_secret_free(where: str, text: str) -> None:
@@ -57,7 +58,7 @@ def test_traiding_run_keeps_the_key_and_secret_out_of_every_file(
     monkeypatch.setenv("TRAIDING_API_SECRET", SECRET)
     sim = live_simulator(shared_data)
     try:
-        manifest_path = write_manifest(tmp_path, sim, **LIVE, **{"session.duration": "1d"})
+        manifest_path = write_manifest(tmp_path, **LIVE, **{"session.duration": "1d"})
         output = tmp_path / "out"
         assert run_cli(manifest_path, output, "--verbose") == 3  # waits for the approval
         assert run_cli(manifest_path, output, "--resume", "--approve-live", "--verbose") == 0
@@ -92,7 +93,7 @@ def test_the_operator_keeps_the_key_and_secret_out_of_logs_events_and_the_object
                 metadata=client.V1ObjectMeta(name="binance-keys"), string_data={"apiKey": KEY, "secret": SECRET}
             ),
         )
-        create_run(k8s_api, k8s_namespace, manifest("eth-live", sim, **LIVE))
+        create_run(k8s_api, k8s_namespace, manifest("eth-live", **LIVE))
         wait_for_run(k8s_api, k8s_namespace, "eth-live", phase_is("AwaitingApproval", "Failed"), "approval wait")
         annotate(k8s_api, k8s_namespace, "eth-live", {"traiding.io/approved-by": "alice"})
         done = wait_for_run(
