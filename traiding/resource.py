@@ -167,7 +167,8 @@ class StrategySpec(SpecModel):
     model_config = ConfigDict(
         json_schema_extra=_validations(
             (
-                "!('fast' in self.params && 'slow' in self.params) || self.params['slow'] > self.params['fast']",
+                "!has(self.params) || !('fast' in self.params && 'slow' in self.params) || "
+                "self.params['slow'] > self.params['fast']",
                 "strategy.params.slow must be greater than strategy.params.fast",
             ),
         )

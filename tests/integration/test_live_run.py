@@ -167,8 +167,10 @@ def test_killed_between_an_order_and_its_status_write_traiding_run_resumes_and_b
         output = tmp_path / "out"
         command = [TRAIDING, "run", str(manifest), "-o", str(output), "--cache", str(tmp_path / "cache"), "-q"]
         env = {**os.environ, "TRAIDING_API_KEY": KEY, "TRAIDING_API_SECRET": SECRET}
+        gate = subprocess.run(command, env=env, capture_output=True, check=False)  # every gate, then the approval
+        assert gate.returncode == 3, gate.stderr.decode()[-2000:]
         crashing = {**env, CRASH_AT_ENV: "after-send:1"}  # dies right after its first order's send returns
-        first = subprocess.run([*command, "--approve-live"], env=crashing, capture_output=True, check=False)
+        first = subprocess.run([*command, "--resume", "--approve-live"], env=crashing, capture_output=True, check=False)
         assert first.returncode == -9, first.stderr.decode()[-2000:]
         status = json.loads((output / "status.json").read_text())
         [sent] = status["checkpoint"]["session"]["intents"]  # written before the send, never resolved
