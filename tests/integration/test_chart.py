@@ -361,6 +361,7 @@ def test_network_policies_open_only_dns_the_api_server_and_the_exchanges() -> No
                    check=False)  # fmt: skip
     assert missing.returncode != 0 and "networkPolicy.apiServer.cidrs must list the API server" in missing.stderr
 
+
 def test_the_operator_names_itself_in_the_runs_leases_after_its_pod() -> None:
     (operator,) = [d for d in by_kind(render(), "Deployment") if d["metadata"]["name"] == "ai-traiding"]
     env = {e["name"]: e for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
