@@ -61,9 +61,12 @@ def keyring(keys_file: Path | None) -> KeyRing:
         raise UserError(f"the encryption keys: {error}") from None
 
 
+STDIN = "-"  # the Secret manifest is read from standard input
+
+
 def read_secret(source: str) -> dict[str, Any]:
     try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text()
+        text = sys.stdin.read() if source == STDIN else Path(source).read_text()
         document = yaml.safe_load(text)
     except OSError as error:
         raise UserError(f"cannot read {source}: {error.strerror or error}") from None
@@ -130,8 +133,9 @@ def run(args: argparse.Namespace) -> int:
         print(generate_key())
         return 0
     keys = keyring(args.keys_file)
-    document = read_secret(args.secret)
-    source = "stdin" if args.secret == "-" else args.secret
+    manifest: str = args.secret
+    document = read_secret(manifest)
+    source = "stdin" if manifest == STDIN else manifest
     result = encrypt(document, keys, source) if args.action == "encrypt" else rotate(document, keys, source)
     sys.stdout.write(yaml.safe_dump(result, sort_keys=False))
     return 0

@@ -45,7 +45,8 @@ class Mode(StrEnum):
 
 
 SECRET_KEYS = ("apiKey", "secret")  # the keys a credentials Secret must have
-PASSPHRASE_KEY = "passphrase"  # and the one it may have (exchanges such as OKX and KuCoin need it)
+# And the one it may have (exchanges such as OKX and KuCoin need it).
+PASSPHRASE_KEY = "passphrase"  # nosec B105  # the name of a Secret's key, not its value
 
 
 class SecretRef(SpecModel):

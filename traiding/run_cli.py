@@ -93,7 +93,7 @@ def _credentials(run: TradingRun) -> Credentials | None:
 def _simulator_data(spec: TradingRunSpec, manifest_dir: Path) -> tuple[list[DataSource], str]:
     """The candles `spec.exchange.simulator.data` names (none for a synthetic market) and their description."""
     sim = spec.exchange.simulator
-    assert sim is not None
+    assert sim is not None  # nosec B101  # narrows a type; not an input check
     if sim.data == SYNTHETIC_DATA:
         return [], "a seeded synthetic market"
     if sim.data is not None:
@@ -125,7 +125,7 @@ def _synthetic_days(spec: TradingRunSpec) -> int:
     """Days of synthetic market for the run: the default start (80% through) leaves the lookback before it and
     the session after it; an explicit start needs the session to fit after it."""
     sim = spec.exchange.simulator
-    assert sim is not None
+    assert sim is not None  # nosec B101  # narrows a type; not an input check
     lookback, session = duration_ms(spec.gates.dataCheck.lookback), duration_ms(spec.session.duration)
     span = max(lookback / DEFAULT_START_FRACTION, session / (1 - DEFAULT_START_FRACTION))
     if sim.start is not None:
@@ -142,7 +142,7 @@ def _synthetic_days(spec: TradingRunSpec) -> int:
 def _simulator_config(spec: TradingRunSpec, data: list[DataSource], *, hold: bool) -> SimulatorConfig:
     """`hold`: the replay stands still at its start until the trading session begins (see `_ReplayHold`)."""
     sim = spec.exchange.simulator
-    assert sim is not None
+    assert sim is not None  # nosec B101  # narrows a type; not an input check
     keys = []
     key, secret = os.environ.get(API_KEY_ENV), os.environ.get(API_SECRET_ENV)
     if key and secret:

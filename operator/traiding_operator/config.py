@@ -45,7 +45,7 @@ class OperatorSettings(EndpointSettings):
     # Refuse credentials Secrets that are not encrypted with those keys.
     require_encrypted_keys: bool = False
     metrics_port: int = Field(default=8000, ge=0, le=65535)
-    metrics_address: str = "0.0.0.0"  # nosec B104 - in a container the Service and Prometheus reach the pod's address
+    metrics_address: str = "0.0.0.0"  # nosec B104  # in a container the Service and Prometheus reach the Pod on it
 
     @model_validator(mode="after")
     def _keys_need_their_namespace(self) -> OperatorSettings:

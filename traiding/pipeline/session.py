@@ -100,7 +100,8 @@ class TradingSession:
 
     @property
     def books(self) -> OrderLifecycle:
-        assert self._books is not None, "the session is prepared at the start of each step"
+        # The session is prepared at the start of each step.
+        assert self._books is not None  # nosec B101  # narrows a type; not an input check
         return self._books
 
     def _risk(self) -> risk.RiskState:
