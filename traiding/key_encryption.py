@@ -4,7 +4,7 @@ A credentials Secret annotated `traiding.io/encryption: fernet` holds Fernet tok
 itself, so reading that Secret (a backup of etcd, a too-wide RBAC grant, `kubectl get -o yaml`) yields nothing
 usable without the encryption keys, which live in another Secret only the operator reads. Rotation uses
 MultiFernet: the keys are listed newest first; every key decrypts, the first encrypts, and
-`traiding keys rotate` re-encrypts a Secret's tokens under the first (see docs/security.md in SECURITY.md).
+`traiding keys rotate` re-encrypts a Secret's tokens under the first (see docs/operator.md#credentials).
 """
 
 from __future__ import annotations
