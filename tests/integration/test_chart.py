@@ -194,6 +194,7 @@ def test_nightly_cronjob_submits_a_valid_dry_run_even_if_values_ask_for_live() -
         ("operator.simulators.sim=ftp://x", "/operator/simulators/sim"),
         ("networkPolicy.exchanges.cidrs={api.binance.com}", "/networkPolicy/exchanges/cidrs/0"),
         ("admissionPolicy.approverGroup=a'b", "/admissionPolicy/approverGroup"),
+        ("keyEncryption.required=true", "/keyEncryption/secretName"),  # encrypted keys need the keys Secret
     ],
 )
 def test_a_wrong_value_is_refused_naming_it(setting: str, named: str) -> None:
