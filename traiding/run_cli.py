@@ -282,7 +282,7 @@ async def _run(
         except UnknownExchange as error:
             raise UserError(f"spec.exchange.id: {error}") from None
         approval = None
-        if args.approve_live:
+        if args.approve_live and Phase(status.phase) is Phase.AWAITING_APPROVAL:
             now = datetime.now(UTC)
             approval = approval_of(getpass.getuser(), now, now, spec.approval.ttl)
         for observer in observers:
@@ -319,9 +319,14 @@ def _exit_code(status: TradingRunStatus, output: Path) -> int:
     return 1
 
 
+# Phases of a run whose gates have not all run yet: `--approve-live` is refused there.
+BEFORE_THE_GATE = frozenset({Phase.PENDING, Phase.DATA_CHECK, Phase.BACKTEST, Phase.API_CHECK})
+
+
 def check_approval_flag(args: argparse.Namespace, status: TradingRunStatus) -> None:
-    """`--approve-live` approves a run that waits at its gate, never one whose gates have not run yet."""
-    if args.approve_live and status.phase != Phase.AWAITING_APPROVAL:
+    """`--approve-live` approves a run that waits at its gate, never one whose gates have not run yet (a run past
+    its gate, resumed after a crash, was approved already: the flag changes nothing there)."""
+    if args.approve_live and Phase(status.phase) in BEFORE_THE_GATE:
         raise UserError(
             f"--approve-live approves a live run that waits at its approval gate; this run is in {status.phase}: "
             "run it without --approve-live first (a live run stops at AwaitingApproval once every gate has "

@@ -3,6 +3,7 @@ chooses the simulator's data and window, and shows its progress."""
 
 from __future__ import annotations
 
+import argparse
 import io
 import itertools
 import re
@@ -17,7 +18,7 @@ from traiding.errors import UserError
 from traiding.manifest import load_manifest, parse_manifest
 from traiding.pipeline.local import Progress, save_status
 from traiding.resource import PhaseRecord, TradingRunSpec, TradingRunStatus
-from traiding.run_cli import _simulator_data, _synthetic_days, check_replay_window
+from traiding.run_cli import _simulator_data, _synthetic_days, check_approval_flag, check_replay_window
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -200,3 +201,12 @@ def test_approve_live_approves_only_a_run_that_waits_at_its_gate(
     err = capsys.readouterr().err
     assert "--approve-live approves a live run that waits at its approval gate; this run is in Pending" in err
     assert not (tmp_path / "out" / "events.jsonl").exists()  # nothing ran
+
+
+def test_approve_live_is_refused_before_the_gate_and_changes_nothing_after_it() -> None:
+    flag = argparse.Namespace(approve_live=True)
+    for phase in ("Pending", "DataCheck", "Backtest", "ApiCheck"):
+        with pytest.raises(UserError, match=f"this run is in {phase}"):
+            check_approval_flag(flag, TradingRunStatus(phase=phase))
+    for phase in ("AwaitingApproval", "Trading", "Liquidating"):  # at the gate; or resumed after it
+        check_approval_flag(flag, TradingRunStatus(phase=phase))
