@@ -33,6 +33,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "submit": ("traiding_operator.submit_cli", "create a TradingRun in a cluster from a manifest (generateName ok)"),
     "doctor": ("traiding.doctor_cli", "check an installation (libraries, exchange layer, cluster and CRD)"),
     "slo": ("traiding.slo_cli", "render the SLOs' PrometheusRule (recording rules and burn-rate alerts)"),
+    "keys": ("traiding.keys_cli", "exchange keys encrypted at rest: generate a key, encrypt or rotate a Secret"),
 }
 
 

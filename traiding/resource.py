@@ -44,22 +44,33 @@ class Mode(StrEnum):
     LIVE = "live"
 
 
+SECRET_KEYS = ("apiKey", "secret")  # the keys a credentials Secret must have
+# And the one it may have (exchanges such as OKX and KuCoin need it).
+PASSPHRASE_KEY = "passphrase"  # nosec B105  # the name of a Secret's key, not its value
+
+
 class SecretRef(SpecModel):
     name: str = Field(
-        description="Name of a Secret in the run's namespace holding the exchange API key and secret.",
+        description=(
+            "Name of a Secret in the run's namespace with the exchange key pair under fixed keys: apiKey and "
+            "secret, and passphrase where the exchange needs one. With the annotation "
+            "traiding.io/encryption: fernet its values are Fernet tokens (`traiding keys encrypt`) that only "
+            "the operator's keys decrypt."
+        ),
         min_length=1,
         max_length=253,
         pattern=DNS_LABEL_PATTERN,
     )
-    apiKeyKey: str = Field(
-        default="apiKey", description="Key in the Secret's data whose value is the API key.", min_length=1
-    )
-    secretKey: str = Field(
-        default="secret", description="Key in the Secret's data whose value is the API secret.", min_length=1
-    )
 
 
 SYNTHETIC_DATA = "synthetic"
+
+
+SIMULATOR_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_NAMED_SIMULATOR_RULE = (
+    "simulator.data and simulator.start describe a simulator `traiding run` starts itself; a named simulator "
+    "(simulator.name) replays its own data from its own start"
+)
 
 
 class SimulatorSpec(SpecModel):
@@ -68,13 +79,7 @@ class SimulatorSpec(SpecModel):
     model_config = ConfigDict(
         json_schema_extra={
             "description": "Use the exchange simulator.",
-            **_validations(
-                (
-                    "!has(self.url) || (!has(self.data) && !has(self.start))",
-                    "simulator.data and simulator.start describe a simulator `traiding run` starts itself; "
-                    "a running simulator (simulator.url) replays its own data from its own start",
-                ),
-            ),
+            **_validations(("!has(self.name) || (!has(self.data) && !has(self.start))", _NAMED_SIMULATOR_RULE)),
         }
     )
 
@@ -103,21 +108,21 @@ class SimulatorSpec(SpecModel):
         description="Replay speed: seconds of market time per second of wall time.",
     )
     seed: int = Field(default=7, ge=0, description="Seed of the synthetic market and of simulated fills.")
-    url: str | None = Field(
+    name: str | None = Field(
         default=None,
+        max_length=63,
+        pattern=SIMULATOR_NAME_PATTERN,
         description=(
-            "Base URL of a running simulator (e.g. the in-cluster Service). Empty: `traiding run` starts "
-            "one itself and the operator uses the simulator it was configured with."
+            "A running simulator by its name in the installation's allowlist (TRAIDING_SIMULATORS; the chart's "
+            "operator.simulators), never an address: the address comes from that configuration. Empty: "
+            "`traiding run` starts one itself and the operator uses the simulator named default."
         ),
     )
 
     @model_validator(mode="after")
-    def _url_excludes_data_and_start(self) -> SimulatorSpec:
-        if self.url is not None and (self.data is not None or self.start is not None):
-            raise ValueError(
-                "simulator.data and simulator.start describe a simulator `traiding run` starts itself; "
-                "a running simulator (simulator.url) replays its own data from its own start"
-            )
+    def _name_excludes_data_and_start(self) -> SimulatorSpec:
+        if self.name is not None and (self.data is not None or self.start is not None):
+            raise ValueError(_NAMED_SIMULATOR_RULE)
         return self
 
 
@@ -163,7 +168,8 @@ class StrategySpec(SpecModel):
     model_config = ConfigDict(
         json_schema_extra=_validations(
             (
-                "!('fast' in self.params && 'slow' in self.params) || self.params['slow'] > self.params['fast']",
+                "!has(self.params) || !('fast' in self.params && 'slow' in self.params) || "
+                "self.params['slow'] > self.params['fast']",
                 "strategy.params.slow must be greater than strategy.params.fast",
             ),
         )

@@ -35,6 +35,7 @@ from traiding.pipeline.local import Progress, drive, load_status, save_status
 from traiding.pipeline.report_files import LiveReport, write_report_files
 from traiding.pipeline.wiring import SPEC_KEY, RunIdentity, approval_of, market_speed, open_context, poll_seconds
 from traiding.resource import SYNTHETIC_DATA, TradingRun, TradingRunSpec, TradingRunStatus
+from traiding.settings import EndpointNotAllowed, EndpointSettings, load_settings
 from traiding.telemetry.logs import LogSink, file_logging, register_secret, run_fields, set_run_fields
 from traiding.telemetry.metrics import Metrics
 from traiding.telemetry.runs import facts_of
@@ -60,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--approve-live",
         action="store_true",
-        help="record your approval of a live run (by the local user, valid for the run's approval.ttl)",
+        help="with --resume: approve a live run that waits at its approval gate (by the local user, valid for the "
+        "run's approval.ttl)",
     )
     parser.add_argument("--cache", type=Path, help="candle cache folder (default: ~/.cache/ai-traiding/candles)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress display")
@@ -91,7 +93,7 @@ def _credentials(run: TradingRun) -> Credentials | None:
 def _simulator_data(spec: TradingRunSpec, manifest_dir: Path) -> tuple[list[DataSource], str]:
     """The candles `spec.exchange.simulator.data` names (none for a synthetic market) and their description."""
     sim = spec.exchange.simulator
-    assert sim is not None
+    assert sim is not None  # nosec B101  # narrows a type; not an input check
     if sim.data == SYNTHETIC_DATA:
         return [], "a seeded synthetic market"
     if sim.data is not None:
@@ -123,7 +125,7 @@ def _synthetic_days(spec: TradingRunSpec) -> int:
     """Days of synthetic market for the run: the default start (80% through) leaves the lookback before it and
     the session after it; an explicit start needs the session to fit after it."""
     sim = spec.exchange.simulator
-    assert sim is not None
+    assert sim is not None  # nosec B101  # narrows a type; not an input check
     lookback, session = duration_ms(spec.gates.dataCheck.lookback), duration_ms(spec.session.duration)
     span = max(lookback / DEFAULT_START_FRACTION, session / (1 - DEFAULT_START_FRACTION))
     if sim.start is not None:
@@ -140,7 +142,7 @@ def _synthetic_days(spec: TradingRunSpec) -> int:
 def _simulator_config(spec: TradingRunSpec, data: list[DataSource], *, hold: bool) -> SimulatorConfig:
     """`hold`: the replay stands still at its start until the trading session begins (see `_ReplayHold`)."""
     sim = spec.exchange.simulator
-    assert sim is not None
+    assert sim is not None  # nosec B101  # narrows a type; not an input check
     keys = []
     key, secret = os.environ.get(API_KEY_ENV), os.environ.get(API_SECRET_ENV)
     if key and secret:
@@ -246,8 +248,12 @@ async def _run(
         stack.callback(metrics.unwatch_exchanges, hub)
         base_url = None
         if spec.exchange.simulator is not None:
-            base_url = spec.exchange.simulator.url
-            if base_url is None:
+            if spec.exchange.simulator.name is not None:  # a running simulator, from the allowlist
+                try:
+                    base_url = load_settings(EndpointSettings).simulator_url(spec.exchange.simulator.name)
+                except EndpointNotAllowed as error:
+                    raise UserError(str(error)) from None
+            else:
                 data, described = _simulator_data(spec, args.manifest.resolve().parent)
                 hold = Phase(status.phase) not in (Phase.TRADING, Phase.REPORTING)
                 sim = await stack.enter_async_context(run_simulator(_simulator_config(spec, data, hold=hold)))
@@ -276,7 +282,7 @@ async def _run(
         except UnknownExchange as error:
             raise UserError(f"spec.exchange.id: {error}") from None
         approval = None
-        if args.approve_live:
+        if args.approve_live and Phase(status.phase) is Phase.AWAITING_APPROVAL:
             now = datetime.now(UTC)
             approval = approval_of(getpass.getuser(), now, now, spec.approval.ttl)
         for observer in observers:
@@ -313,10 +319,26 @@ def _exit_code(status: TradingRunStatus, output: Path) -> int:
     return 1
 
 
+# Phases of a run whose gates have not all run yet: `--approve-live` is refused there.
+BEFORE_THE_GATE = frozenset({Phase.PENDING, Phase.DATA_CHECK, Phase.BACKTEST, Phase.API_CHECK})
+
+
+def check_approval_flag(args: argparse.Namespace, status: TradingRunStatus) -> None:
+    """`--approve-live` approves a run that waits at its gate, never one whose gates have not run yet (a run past
+    its gate, resumed after a crash, was approved already: the flag changes nothing there)."""
+    if args.approve_live and Phase(status.phase) in BEFORE_THE_GATE:
+        raise UserError(
+            f"--approve-live approves a live run that waits at its approval gate; this run is in {status.phase}: "
+            "run it without --approve-live first (a live run stops at AwaitingApproval once every gate has "
+            "passed), then approve it with --resume --approve-live"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.manifest)
     port = port_from(args.metrics_port, env={})  # only the flag: a shell's operator setting must not apply here
     output, status = _prepare_output(args, manifest)
+    check_approval_flag(args, status)
     metrics = Metrics("run")
     server = serve_metrics(metrics, port, args.metrics_address)
     if server is not None:

@@ -24,6 +24,7 @@ from traiding_adapters.errors import (
     InvalidOrder,
     OrderOutcomeUnknown,
     UnknownSymbol,
+    clean_message,
 )
 from traiding_adapters.exchange import (
     Balance,
@@ -376,7 +377,7 @@ class CcxtExchange:
                 circuit=circuit.state,
                 last_error=str(mapped),
             )
-        status = str(status_raw.get("status") or "ok")
+        status = clean_message(str(status_raw.get("status") or "ok"), limit=40)  # the exchange's own word
         return Health(
             exchange_id=self.exchange_id,
             reachable=True,

@@ -50,9 +50,10 @@ DEFAULT_RETRY_AFTER_S = 10.0  # a 429 without Retry-After: wait this long before
 
 @dataclass(frozen=True)
 class Credentials:
-    """An API key pair. `source` names where it came from in messages ("Secret binance-keys")."""
+    """An API key pair. `source` names where it came from in messages ("Secret binance-keys"); the repr shows
+    only that (no key material in any log line, traceback or debugger)."""
 
-    api_key: str
+    api_key: str = field(repr=False)
     secret: str = field(repr=False)
     password: str | None = field(default=None, repr=False)
     source: str = "the configured credentials"

@@ -3,7 +3,9 @@
 Callers (the pipeline phases) catch these, never ccxt's: the phase that fails shows `str(error)` as the
 reason, so every message says what happened and what to do about it. Messages never carry credentials:
 `map_ccxt_error` strips query strings (they hold signatures) and masks the key and secret if an exchange
-ever echoes them.
+ever echoes them. What the remote side said is bounded and sanitised (`clean_message`): an exchange, or a
+server posing as one, cannot write control characters, markup or kilobytes of text into a run's status and
+Events.
 """
 
 from __future__ import annotations
@@ -117,15 +119,21 @@ class OrderOutcomeUnknown(ExchangeLayerError):
 
 _QUERY_RE = re.compile(r"(https?://[^\s?]+)\?\S*")
 _CCXT_ID_PREFIX_RE = re.compile(r"^[a-z0-9]+ ")
+_UNPRINTABLE_RE = re.compile(r"[^\x20-\x7e\u00a0-\ud7ff\ue000-\ufffd]+")  # controls, escapes, surrogates
+_MARKUP_RE = re.compile(r"<[^>]{0,200}>")
+MAX_REMOTE_TEXT = 300  # characters of what the remote side said that reach a message
 
 
-def clean_message(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """An exchange message without query strings (they hold signatures) and without any of `secrets`."""
+def clean_message(text: str, secrets: tuple[str, ...] = (), limit: int = MAX_REMOTE_TEXT) -> str:
+    """An exchange message fit for a status field or an Event: no query strings (they hold signatures), none
+    of `secrets`, no control characters or markup, whitespace collapsed, at most `limit` characters."""
     cleaned = _QUERY_RE.sub(r"\1", text)
     for secret in secrets:
         if secret and len(secret) >= 4:
             cleaned = cleaned.replace(secret, "***")
-    return cleaned.strip()
+    cleaned = _MARKUP_RE.sub(" ", _UNPRINTABLE_RE.sub(" ", cleaned))
+    cleaned = " ".join(cleaned.split())
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1].rstrip() + "…"
 
 
 def clock_skew_message(offset_ms: int, exchange_id: str, max_ms: int | None = None) -> str:

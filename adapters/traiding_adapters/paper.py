@@ -79,7 +79,7 @@ class PaperBroker:
         self._observer = observer
         self._exchange_id = exchange_id  # the exchange whose prices fill the orders (a metrics label)
         self.settings = settings or PaperSettings()
-        self._rng = random.Random(self.settings.seed)
+        self._rng = random.Random(self.settings.seed)  # nosec B311  # seeded simulated fills, no secret
         self._clock_ms = clock_ms
         self._account = _Account(free=dict(initial_balances), used={})
         self._orders: dict[str, Order] = {}
@@ -222,7 +222,7 @@ class PaperBroker:
         return self._order(request, status=status, filled=filled, cost=cost, fee=fee, quote=quote)
 
     async def _place_limit(self, request: OrderRequest, base: str, quote: str) -> Order:
-        assert request.price is not None
+        assert request.price is not None  # nosec B101  # narrows a type; not an input check
         price = request.price
         if request.side == "buy":
             need = request.amount * price * (1 + self.settings.fee_rate)
@@ -254,7 +254,7 @@ class PaperBroker:
         """Replay the market since the stop was placed (or triggered): the first candle that reaches the stop
         triggers it; it fills at the stop (the candle's open if it gapped lower) unless that is below the limit."""
         coid = order.client_order_id or ""
-        assert order.stop_price is not None and order.price is not None
+        assert order.stop_price is not None and order.price is not None  # nosec B101  # narrows a type
         ticker = await self._market.fetch_ticker(order.symbol)
         now = int(ticker.timestamp or self._clock_ms())
         since = self._triggered.get(coid, self._stop_since.get(coid, now))

@@ -77,7 +77,7 @@ async def call_with_retries(
         if policy.attempts <= 1 or not is_transient(error):
             raise
         first_error = error
-    await sleep(policy.initial_wait_s + random.uniform(0, policy.jitter_s))
+    await sleep(policy.initial_wait_s + random.uniform(0, policy.jitter_s))  # nosec B311  # jitter, no secret
     elapsed = time.monotonic() - started
     if elapsed >= policy.max_total_s:
         raise first_error

@@ -1,37 +1,31 @@
-"""What a person says to a run through its annotations: approve a live run, cancel a run.
+"""What a person says to a run through its annotations: approve a live run, cancel a run, resume a halted one.
 
-Pure functions of the annotation map, so the rules are unit-tested without a cluster.
+Pure functions of the annotation map, so the rules are unit-tested without a cluster. Who may write which of
+these is the API server's business: the chart's ValidatingAdmissionPolicy lets only members of the approvers
+group approve, in their own name, a run that waits at its gate and that someone else created (`CREATED_BY`,
+which it requires on live runs and keeps as it was created).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 APPROVED_BY = "traiding.io/approved-by"
-APPROVED_AT = "traiding.io/approved-at"
+CREATED_BY = "traiding.io/created-by"
 CANCEL = "traiding.io/cancel"
+RESUME = "traiding.io/resume"
 
 _TRUE = {"true", "yes", "1"}
-
-
-@dataclass(frozen=True)
-class ApprovalRequest:
-    approved_by: str
-    approved_at: datetime | None  # the time the approver stated, if any and parseable
 
 
 def cancel_requested(annotations: Mapping[str, str]) -> bool:
     return annotations.get(CANCEL, "").strip().lower() in _TRUE
 
 
-def approval_request(annotations: Mapping[str, str]) -> ApprovalRequest | None:
-    """The approval on the object, or None. An unparseable `approved-at` is ignored (the first-seen time counts)."""
-    approved_by = annotations.get(APPROVED_BY, "").strip()
-    if not approved_by:
-        return None
-    return ApprovalRequest(approved_by, parse_time(annotations.get(APPROVED_AT, "")))
+def approver(annotations: Mapping[str, str]) -> str | None:
+    """Who approved the run (the admission policy makes it the user who wrote the annotation), or None."""
+    return annotations.get(APPROVED_BY, "").strip() or None
 
 
 def parse_time(text: str) -> datetime | None:

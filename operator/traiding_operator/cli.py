@@ -5,20 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 
 from traiding.errors import UserError
+from traiding.settings import load_settings
 from traiding.telemetry.logs import configure_stream_logging
 from traiding.telemetry.metrics import Metrics
-from traiding.telemetry.server import (
-    DEFAULT_OPERATOR_ADDRESS,
-    DEFAULT_OPERATOR_PORT,
-    METRICS_ADDRESS_ENV,
-    METRICS_PORT_ENV,
-    port_from,
-    serve_metrics,
-)
-from traiding_operator.config import IDENTITY_ENV
+from traiding.telemetry.server import METRICS_ADDRESS_ENV, METRICS_PORT_ENV, port_from, serve_metrics
+from traiding_operator.config import IDENTITY_ENV, OperatorSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,12 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--metrics-port",
-        help=f"serve Prometheus metrics on this port at /metrics; 0 disables "
-        f"(default: ${METRICS_PORT_ENV}, else {DEFAULT_OPERATOR_PORT})",
+        help=f"serve Prometheus metrics on this port at /metrics; 0 disables (default: ${METRICS_PORT_ENV}, else 8000)",
     )
     parser.add_argument(
         "--metrics-address",
-        help=f"address the metrics server binds (default: ${METRICS_ADDRESS_ENV}, else {DEFAULT_OPERATOR_ADDRESS})",
+        help=f"address the metrics server binds (default: ${METRICS_ADDRESS_ENV}, else 0.0.0.0)",
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logs")
 
@@ -70,8 +62,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("say where to serve TradingRuns: --namespace NS (repeatable) or --all-namespaces")
     if args.lease_seconds < 3:
         raise UserError(f"--lease-seconds must be at least 3, got {args.lease_seconds}")
-    port = port_from(args.metrics_port, default=DEFAULT_OPERATOR_PORT)
-    address = args.metrics_address or os.environ.get(METRICS_ADDRESS_ENV) or DEFAULT_OPERATOR_ADDRESS
+    settings = load_settings(OperatorSettings)  # a bad setting stops here, naming it, before anything starts
+    port = port_from(args.metrics_port, env={}, default=settings.metrics_port)
+    address = args.metrics_address or settings.metrics_address
     configure_stream_logging(logging.DEBUG if args.verbose else logging.INFO)
     from traiding_operator.main import run_operator  # noqa: PLC0415 - kopf loads only when the operator runs
 
@@ -89,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
                 lease_seconds=args.lease_seconds,
                 liveness_endpoint=args.liveness,
                 metrics=metrics,
+                settings=settings,
             )
         )
     finally:

@@ -4,7 +4,9 @@ The TradingRun CRD installed and at this version (Helm installs CRDs once and ne
 operator alive (its Deployment's ready replicas, or, for an operator outside the cluster, runs' Leases it
 renews) and its /metrics answering (through the API server's Service proxy, as Prometheus would scrape it);
 the SLOs' PrometheusRule present when the Prometheus Operator is installed; and every Secret an unfinished
-run references present with the keys the run names. Secret values are decoded to be checked, never shown.
+run references present with its keys (an encrypted one: its tokens present, since only the operator holds
+the keys that decrypt them); and the kill switches of the runs' namespaces and the operator's. Secret values
+are decoded to be checked, never shown.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from traiding import __version__
 from traiding.crd import build_crd
 from traiding.domain.statemachine import TERMINAL
 from traiding.health_check import Check
+from traiding.key_encryption import ENCRYPTION_ANNOTATION, FERNET
 from traiding.resource import API_GROUP, API_VERSION, KIND, PLURAL, SecretRef
-from traiding_operator.credentials import CredentialsError, credentials_from_secret_data
+from traiding_operator.credentials import API_KEY, KEYS_FORMAT, SECRET, CredentialsError, credentials_from_secret
+from traiding_operator.kill_switch import KILL_SWITCH_NAME, halt_order_of
 
 # The chart's labels (helm/ai-traiding/templates): the operator's Deployment, its metrics Service, its rules.
 OPERATOR_SELECTOR = "app.kubernetes.io/part-of=ai-traiding,app.kubernetes.io/component=operator"
@@ -97,7 +101,7 @@ def _fresh_lease_holders(api: ApiClient, runs: list[dict[str, Any]]) -> set[str]
     return holders
 
 
-def check_operator(api: ApiClient, namespace: str | None, runs: list[dict[str, Any]]) -> Check:
+def _operator_deployments(api: ApiClient, namespace: str | None) -> list[Any]:
     apps = AppsV1Api(api)
     if namespace:
         listed = apps.list_namespaced_deployment(
@@ -105,7 +109,15 @@ def check_operator(api: ApiClient, namespace: str | None, runs: list[dict[str, A
         )
     else:
         listed = apps.list_deployment_for_all_namespaces(label_selector=OPERATOR_SELECTOR, _request_timeout=TIMEOUT_S)
-    deployments = _items(listed)
+    return _items(listed)
+
+
+def _operator_namespaces(api: ApiClient, namespace: str | None) -> list[str]:
+    return [str(d.metadata.namespace) for d in _operator_deployments(api, namespace)]
+
+
+def check_operator(api: ApiClient, namespace: str | None, runs: list[dict[str, Any]]) -> Check:
+    deployments = _operator_deployments(api, namespace)
     ready = [d for d in deployments if (d.status.ready_replicas or 0) >= 1]
     if ready:
         return Check(
@@ -220,6 +232,21 @@ def check_prometheus_rule(api: ApiClient, namespace: str | None) -> Check:
     return Check("PrometheusRule", True, names)
 
 
+def _secret_problem(secret: Any, ref: SecretRef, namespace: str) -> str | None:
+    data = {k: str(v) for k, v in (secret.data or {}).items()}
+    annotations = secret.metadata.annotations or {}
+    if annotations.get(ENCRYPTION_ANNOTATION) == FERNET:
+        missing = [key for key in (API_KEY, SECRET) if not data.get(key)]
+        return (
+            f"Secret {ref.name} in namespace {namespace} has no key {missing[0]!r} ({KEYS_FORMAT})" if missing else None
+        )
+    try:
+        credentials_from_secret(data, annotations, ref, namespace)
+    except CredentialsError as error:
+        return str(error)
+    return None
+
+
 def check_run_secrets(api: ApiClient, runs: list[dict[str, Any]]) -> list[Check]:
     core = CoreV1Api(api)
     checks = []
@@ -231,19 +258,49 @@ def check_run_secrets(api: ApiClient, runs: list[dict[str, Any]]) -> list[Check]
         ref = SecretRef.model_validate(ref_data)
         label = f"Secret of {namespace}/{name}"
         try:
-            secret = core.read_namespaced_secret(ref.name, namespace, _request_timeout=TIMEOUT_S)
-            credentials_from_secret_data({k: str(v) for k, v in (secret.data or {}).items()}, ref, namespace)
+            secret: Any = core.read_namespaced_secret(ref.name, namespace, _request_timeout=TIMEOUT_S)
         except ApiException as error:
             reason = "not found" if error.status == 404 else f"cannot be read (HTTP {error.status} {error.reason})"
             checks.append(Check(label, False, f"Secret {ref.name} in namespace {namespace}: {reason}"))
             continue
-        except CredentialsError as error:
-            checks.append(Check(label, False, str(error)))
-            continue
-        checks.append(Check(label, True, f"Secret {ref.name} has {ref.apiKeyKey!r} and {ref.secretKey!r}"))
+        problem = _secret_problem(secret, ref, namespace)
+        encrypted = (secret.metadata.annotations or {}).get(ENCRYPTION_ANNOTATION) == FERNET
+        detail = f"Secret {ref.name} has {API_KEY!r} and {SECRET!r}" + (" (encrypted)" if encrypted else "")
+        checks.append(Check(label, problem is None, problem or detail))
     if not checks:
         checks.append(Check("run Secrets", None, "no unfinished run references a Secret"))
     return checks
+
+
+def check_kill_switches(api: ApiClient, namespaces: list[str]) -> Check:
+    """Set (halting live runs) is reported as a failure: trading is stopped until a person clears it."""
+    if not namespaces:
+        return Check("kill switch", None, "no namespace to look in (no run, no operator found)")
+    core = CoreV1Api(api)
+    engaged, clear = [], []
+    for namespace in namespaces:
+        source = f"{namespace}/{KILL_SWITCH_NAME}"
+        try:
+            config_map = core.read_namespaced_config_map(KILL_SWITCH_NAME, namespace, _request_timeout=TIMEOUT_S)
+        except ApiException as error:
+            if error.status != 404:
+                return Check("kill switch", False, f"{source} cannot be read (HTTP {error.status} {error.reason})")
+            clear.append(namespace)
+            continue
+        order = halt_order_of(config_map.data, source)
+        if order is None:
+            clear.append(namespace)
+        else:
+            how = "halts and flattens" if order.flatten else "halts"
+            engaged.append(f"{source} {how} live runs{f' ({order.reason})' if order.reason else ''}")
+    if engaged:
+        return Check(
+            "kill switch",
+            False,
+            "; ".join(engaged) + f": clear it with `kubectl -n NS delete configmap {KILL_SWITCH_NAME}`, then resume "
+            "each run (docs/deploy.md#kill-switch)",
+        )
+    return Check("kill switch", True, f"clear in {', '.join(clear)}")
 
 
 def cluster_checks(
@@ -251,16 +308,16 @@ def cluster_checks(
 ) -> tuple[list[Check], list[dict[str, Any]]]:
     """The checks, and the unfinished runs they looked at (for the exchange checks)."""
     crd = check_crd(api)
-    runs = (
-        []
-        if crd.ok is False and "not installed" in crd.detail
-        else [r for r in list_runs(api, namespace) if unfinished(r)]
-    )
+    missing_crd = crd.ok is False and "not installed" in crd.detail
+    runs = [] if missing_crd else [r for r in list_runs(api, namespace) if unfinished(r)]
+    switch_namespaces = {r["metadata"]["namespace"] for r in runs} | ({namespace} if namespace else set())
+    switch_namespaces |= set(_operator_namespaces(api, operator_namespace))
     checks = [
         crd,
         check_operator(api, operator_namespace, runs),
         check_metrics(api, operator_namespace, metrics_url),
         check_prometheus_rule(api, operator_namespace),
         *check_run_secrets(api, runs),
+        check_kill_switches(api, sorted(switch_namespaces)),
     ]
     return checks, runs

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -23,13 +24,15 @@ import kopf
 from pydantic import ValidationError
 
 from traiding.domain.candles import CandleCache
-from traiding.domain.statemachine import TERMINAL, Phase
+from traiding.domain.statemachine import TERMINAL, Decision, Phase
 from traiding.pipeline.context import RunContext
 from traiding.pipeline.events import EventLog, EventSink
+from traiding.pipeline.halt import HALTABLE, HaltResult, halt_step, is_halted
 from traiding.pipeline.runner import advance
 from traiding.pipeline.session import holds_positions
 from traiding.pipeline.wiring import SPEC_KEY, RunIdentity, open_context, poll_seconds, wait_after
 from traiding.resource import TradingRunSpec, TradingRunStatus
+from traiding.settings import EndpointNotAllowed
 from traiding.telemetry.logs import set_run_fields
 from traiding.telemetry.metrics import Metrics
 from traiding.telemetry.runs import facts_of
@@ -37,15 +40,18 @@ from traiding.telemetry.sink import RunMetricsSink
 from traiding_adapters.connection import Credentials
 from traiding_adapters.errors import ExchangeLayerError
 from traiding_adapters.hub import ExchangeHub
-from traiding_operator.annotations import cancel_requested
-from traiding_operator.config import OperatorConfig
-from traiding_operator.credentials import CredentialsError, read_credentials
+from traiding_operator.annotations import RESUME, cancel_requested
+from traiding_operator.config import OperatorSettings
+from traiding_operator.credentials import CredentialsError, read_credentials, read_keys_policy
+from traiding_operator.kill_switch import KillSwitches
 from traiding_operator.kube import KubeCalls
 from traiding_operator.kube_events import KubernetesEventSink
 from traiding_operator.lease import LeaseLost, LeaseSettings, RunLease
 from traiding_operator.run_status import (
+    approval_before_gate,
     current_approval,
     fail_status,
+    note_approval_at_gate,
     note_operator_trouble,
     note_spec_generation,
     stop_status,
@@ -56,6 +62,10 @@ ANNOTATION_POLL_SECONDS = 1.0  # how soon an approval or cancel annotation is ac
 FINALIZER_WAIT_SECONDS = 1.0
 MAX_FAILURES = 5  # unexpected errors in a row before the run says why (and, if it holds nothing, fails)
 MAX_FAILURE_BACKOFF_SECONDS = 60.0
+# Phases whose work needs no API key: credentials that cannot be read fail the run's ApiCheck, not its start.
+KEYLESS_PHASES = frozenset({Phase.PENDING, Phase.DATA_CHECK, Phase.BACKTEST, Phase.API_CHECK})
+# A live run in these phases has not traded yet: a set kill switch refuses it.
+BEFORE_TRADING = frozenset({Phase.PENDING, Phase.DATA_CHECK, Phase.BACKTEST, Phase.API_CHECK, Phase.AWAITING_APPROVAL})
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 Sleep = Callable[[float], Awaitable[Any]]
@@ -63,16 +73,17 @@ Sleep = Callable[[float], Awaitable[Any]]
 
 @dataclass
 class OperatorRuntime:
-    """What every run's driver shares: API calls, the exchange hub (one budget per key), config, identity,
-    and the metrics."""
+    """What every run's driver shares: API calls, the exchange hub (one budget per key), the settings, identity,
+    the metrics and the kill switches."""
 
     kube: KubeCalls
     hub: ExchangeHub
-    config: OperatorConfig
+    config: OperatorSettings
     identity: str  # holder identity of this process's Leases
     lease: LeaseSettings
     finalizer: str
     metrics: Metrics
+    kill_switches: KillSwitches
     driving: set[str] = field(default_factory=set)  # uids whose daemon runs in this process
 
 
@@ -222,9 +233,9 @@ class RunDriver:
                     self.logger.info(f"run finished: {decision.phase}: {decision.message}")
                     return True
                 wait = wait_after(decision, poll)
-                if decision.phase is Phase.AWAITING_APPROVAL:
-                    wait = min(wait, ANNOTATION_POLL_SECONDS)
-                await sleep(wait)
+                if decision.phase is Phase.AWAITING_APPROVAL or is_halted(status.checkpoint):
+                    wait = min(wait, ANNOTATION_POLL_SECONDS)  # an approval or a resume is acted on soon
+                await self._sleep_watching_kill_switch(sleep, stop, wait, ctx, status)
         return False
 
     async def _step(
@@ -232,8 +243,16 @@ class RunDriver:
     ) -> tuple[TradingRunStatus, Any]:
         now = datetime.now(UTC)
         annotations = dict(self.body.metadata.annotations)
+        if ctx.live:
+            halt = await self._kill_switch_step(ctx, status, now, annotations, deleting=deleting)
+            if halt.decision is not None:
+                if not halt.decision.final:
+                    await self._persist(halt.status)
+                return halt.status, halt.decision
+            status = halt.status
         # Approvals are read only at the gate, so an approval's time to live starts there, not earlier.
-        waiting = Phase(status.phase) is Phase.AWAITING_APPROVAL
+        before = Phase(status.phase)
+        waiting = before is Phase.AWAITING_APPROVAL
         approval = current_approval(annotations, status.checkpoint, now, ctx.spec.approval.ttl) if waiting else None
         status, decision = await advance(
             ctx,
@@ -245,10 +264,72 @@ class RunDriver:
             generation=generation,
             persist=self._persist,
         )
+        if decision.phase is Phase.AWAITING_APPROVAL and not waiting:
+            self._note_approval_at_gate(status)
         note_spec_generation(status, self._generation(), now)
         await self._persist(status)
         set_run_fields(phase=status.phase)
         return status, decision
+
+    # --- approvals and the kill switch ----------------------------------------------------------------------
+    def _note_approval_at_gate(self, status: TradingRunStatus) -> None:
+        """An approval already on the run when it reaches its gate was not given after the gates passed: it
+        does not count (the chart's admission policy refuses such approvals; this holds without it too)."""
+        annotations = dict(self.body.metadata.annotations)  # as they are now, after the step's work
+        note_approval_at_gate(status.checkpoint, annotations)
+        early = approval_before_gate(status.checkpoint)
+        if early:
+            self.events.emit(
+                Phase.AWAITING_APPROVAL.value,
+                "ApprovalIgnored",
+                f"the approval by {early} was on the run before it reached its approval gate and does not count: "
+                "remove traiding.io/approved-by, then approve again",
+                level="warning",
+            )
+
+    async def _kill_switch_step(
+        self,
+        ctx: RunContext,
+        status: TradingRunStatus,
+        now: datetime,
+        annotations: dict[str, str],
+        *,
+        deleting: bool,
+    ) -> HaltResult:
+        """A live run under a set kill switch: refused if it has not traded yet, else halted (see
+        traiding.pipeline.halt); a decision of None lets the run take its normal step."""
+        order = await self.runtime.kill_switches.engaged(self.namespace)
+        phase = Phase(status.phase)
+        if order is not None and phase in BEFORE_TRADING:
+            because = f" ({order.reason})" if order.reason else ""
+            message = f"the kill switch ({order.source}) is set{because}: live runs are refused until it is cleared"
+            failed = fail_status(status, now, "KillSwitch", message, status.observedGeneration)
+            await self._write_with_event(status, failed)
+            return HaltResult(failed, Decision(Phase.FAILED, "KillSwitch", message))
+        return await halt_step(
+            ctx,
+            status,
+            now,
+            order=order,
+            resume=annotations.get(RESUME, "").strip(),
+            stopping=deleting or cancel_requested(annotations),
+            persist=self._persist,
+        )
+
+    async def _sleep_watching_kill_switch(
+        self, sleep: Sleep, stop: Callable[[], bool], seconds: float, ctx: RunContext, status: TradingRunStatus
+    ) -> None:
+        """Sleep `seconds`; a live run that trades wakes within the kill switches' poll once one is set, however
+        long its own polling interval (30 s on a real exchange's 5m candles)."""
+        if not ctx.live or Phase(status.phase) not in HALTABLE or is_halted(status.checkpoint):
+            await sleep(seconds)
+            return
+        switches = self.runtime.kill_switches
+        deadline = time.monotonic() + seconds
+        while not stop() and (left := deadline - time.monotonic()) > 0:
+            await sleep(min(left, switches.poll_seconds))
+            if await switches.engaged(self.namespace) is not None:
+                return
 
     async def _persist(self, status: TradingRunStatus) -> None:
         """A status write, only while this process holds the Lease, guarded by the resourceVersion."""
@@ -260,7 +341,8 @@ class RunDriver:
             spec = TradingRunSpec.model_validate(status.checkpoint[SPEC_KEY])
         except ValidationError as error:
             raise RunStartError("InvalidSpec", f"the spec is invalid: {error}") from None
-        credentials = await self._credentials(spec)
+        simulator_url = self._endpoint(spec)  # before anything is read or sent
+        credentials, problem = await self._credentials(spec, Phase(status.phase))
         try:
             return await open_context(
                 stack,
@@ -268,34 +350,45 @@ class RunDriver:
                 RunIdentity(self.name, str(status.checkpoint["runUid"])),
                 spec,
                 credentials=credentials,
-                simulator_url=self._simulator_url(spec),
+                simulator_url=simulator_url,
                 events=self.events,
                 cache=CandleCache(self.runtime.config.cache_dir),
+                credentials_problem=problem,
             )
         except ExchangeLayerError as error:  # e.g. an exchange id ccxt does not know: it never will
             raise RunStartError(type(error).__name__, str(error)) from None
 
-    async def _credentials(self, spec: TradingRunSpec) -> Credentials | None:
+    async def _credentials(self, spec: TradingRunSpec, phase: Phase) -> tuple[Credentials | None, str | None]:
+        """The run's credentials, or (None, why not) in the phases before the keys are needed: ApiCheck fails
+        with the reason. Later, keys that cannot be read stop the run (or, holding positions, are retried)."""
         ref = spec.exchange.credentialsSecretRef
         if ref is None:
-            return None
+            return None, None
+        settings = self.runtime.config
         try:
-            return await read_credentials(self.runtime.kube, self.namespace, ref)
+            policy = await read_keys_policy(
+                self.runtime.kube,
+                settings.operator_namespace,
+                settings.keys_secret,
+                require_encrypted=settings.require_encrypted_keys,
+            )
+            return await read_credentials(self.runtime.kube, self.namespace, ref, policy), None
         except CredentialsError as error:
+            if phase in KEYLESS_PHASES:
+                return None, str(error)
             raise RunStartError("CredentialsUnavailable", str(error)) from None
 
-    def _simulator_url(self, spec: TradingRunSpec) -> str | None:
-        simulator = spec.exchange.simulator
-        if simulator is None:
-            return None
-        url = simulator.url or self.runtime.config.simulator_url
-        if not url:
-            raise RunStartError(
-                "SimulatorNotConfigured",
-                "the run uses the exchange simulator but names no spec.exchange.simulator.url, and the operator "
-                "has no simulator configured (TRAIDING_SIMULATOR_URL)",
-            )
-        return url
+    def _endpoint(self, spec: TradingRunSpec) -> str | None:
+        """The simulator's URL from the operator's allowlist (None for a real exchange, which must be allowed):
+        a run whose spec names anything else fails here, before any request is sent."""
+        settings = self.runtime.config
+        try:
+            if spec.exchange.simulator is None:
+                settings.check_exchange(spec.exchange.id)
+                return None
+            return settings.simulator_url(spec.exchange.simulator.name)
+        except EndpointNotAllowed as error:
+            raise RunStartError(error.reason, str(error)) from None
 
     async def _write_with_event(self, before: TradingRunStatus, after: TradingRunStatus) -> None:
         """Write a phase change made outside the phase work, and say it through the run's event log like every

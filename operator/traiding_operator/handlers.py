@@ -15,11 +15,13 @@ from typing import Any
 import kopf
 
 from traiding.resource import API_GROUP, API_VERSION, PLURAL
+from traiding.settings import load_settings
 from traiding.telemetry.metrics import Metrics
 from traiding.telemetry.runs import facts_of
 from traiding_adapters.hub import ExchangeHub
-from traiding_operator.config import OperatorConfig
+from traiding_operator.config import OperatorSettings
 from traiding_operator.driver import OperatorRuntime, RunDriver, is_final
+from traiding_operator.kill_switch import KillSwitches
 from traiding_operator.kube import KubeCalls, api_client, client_configuration, connection_info
 from traiding_operator.lease import LeaseSettings
 
@@ -37,8 +39,8 @@ KOPF_REQUEST_TIMEOUT_SECONDS = 30.0
 KOPF_CONNECT_TIMEOUT_SECONDS = 10.0
 WATCH_SERVER_TIMEOUT_SECONDS = 300
 WATCH_CLIENT_TIMEOUT_SECONDS = 330.0
-# Set by `run_operator` before kopf starts: who this process is, and its Lease timing.
-IDENTITY_KEY, LEASE_KEY = "identity", "lease"
+# Set by `run_operator` before kopf starts: who this process is, its Lease timing and its settings.
+IDENTITY_KEY, LEASE_KEY, SETTINGS_KEY = "identity", "lease", "settings"
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -62,22 +64,25 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
 async def start(settings: kopf.OperatorSettings, memo: Any, logger: Logger, **_: Any) -> None:
     configure_settings(settings)
     configuration = client_configuration()
-    config = OperatorConfig.from_env()
-    identity = str(memo.get(IDENTITY_KEY) or config.identity)
+    config: OperatorSettings = memo.get(SETTINGS_KEY) or load_settings(OperatorSettings)
+    identity = str(memo.get(IDENTITY_KEY) or config.operator_identity)
     lease = memo.get(LEASE_KEY) or LeaseSettings()
     metrics: Metrics = memo["metrics"]
     hub = ExchangeHub(observer=metrics)
     metrics.watch_exchanges(hub)
-    memo["runtime"] = OperatorRuntime(
-        KubeCalls(api_client(configuration)), hub, config, identity, lease, FINALIZER, metrics
-    )
+    kube = KubeCalls(api_client(configuration))
+    switches = KillSwitches(kube, config.operator_namespace, config.kill_switch_poll_seconds)
+    memo["runtime"] = OperatorRuntime(kube, hub, config, identity, lease, FINALIZER, metrics, switches)
     logger.info(
         "traiding operator started",
         extra={
             "server": configuration.host,
             "identity": identity,
             "lease_seconds": lease.duration_s,
-            "simulator_url": config.simulator_url,
+            "simulators": sorted(config.simulators),
+            "exchanges": config.exchanges,
+            "operator_namespace": config.operator_namespace,
+            "keys_secret": config.keys_secret,
             "cache": str(config.cache_dir),
         },
     )

@@ -13,7 +13,7 @@ import kopf
 
 from traiding.pipeline.events import Event
 
-POSTED_TYPES = frozenset({"PhaseChanged", "SessionStarted", "OrderFilled", "KillSwitch"})
+POSTED_TYPES = frozenset({"PhaseChanged", "SessionStarted", "OrderFilled", "KillSwitch", "Approved"})
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 MAX_MESSAGE = 1000  # the API server refuses longer Event messages
 

@@ -10,7 +10,8 @@ import kopf
 
 import traiding_operator.handlers  # noqa: F401 - registers the handlers with kopf's default registry
 from traiding.telemetry.metrics import Metrics
-from traiding_operator.handlers import IDENTITY_KEY, LEASE_KEY
+from traiding_operator.config import OperatorSettings
+from traiding_operator.handlers import IDENTITY_KEY, LEASE_KEY, SETTINGS_KEY
 from traiding_operator.lease import LeaseSettings
 
 
@@ -25,6 +26,7 @@ async def run_operator(
     ready_flag: asyncio.Event | threading.Event | None = None,
     liveness_endpoint: str | None = None,
     metrics: Metrics | None = None,
+    settings: OperatorSettings | None = None,
 ) -> None:
     """Serve TradingRuns in `namespaces` (or all, with `clusterwide`) until `stop_flag` is set.
 
@@ -35,9 +37,12 @@ async def run_operator(
     operator is standalone. `liveness_endpoint` (e.g. http://0.0.0.0:8080/healthz) serves kopf's health
     endpoint, which answers while the operator's watch streams and tasks run. `metrics` collects what the runs
     and the exchange layer report (serve its registry to expose them); without it the operator keeps unserved
-    metrics of its own.
+    metrics of its own. `settings` (default: from the environment, see config.py) say which endpoints runs may
+    use, where the cluster-wide kill switch and the encryption keys are, and more.
     """
     memo = kopf.Memo(metrics=metrics or Metrics("operator"))
+    if settings is not None:
+        memo[SETTINGS_KEY] = settings
     if identity:
         memo[IDENTITY_KEY] = identity
     if lease_seconds is not None:

@@ -1,7 +1,7 @@
 """Status changes the operator makes itself, outside a phase's work: failing a run it cannot start
-(no credentials, no simulator), ending a run deleted before it traded, saying that driving a run keeps
-failing, noting a spec change it does not apply, and tracking when it first saw an approval. Pure
-functions over `TradingRunStatus`."""
+(an endpoint it may not use, a kill switch), ending a run deleted before it traded, saying that driving a run
+keeps failing, noting a spec change it does not apply, and tracking approvals at the gate. Pure functions over
+`TradingRunStatus` and its checkpoint."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from typing import Any
 from traiding.domain.statemachine import Approval, Phase, check_transition
 from traiding.pipeline.wiring import approval_of
 from traiding.resource import Condition, TradingRunStatus
-from traiding_operator.annotations import approval_request, parse_time
+from traiding_operator.annotations import approver, parse_time
 
 SPEC_CONDITION = "SpecApplied"
 APPROVAL_SEEN_KEY = "approvalSeen"  # checkpoint entry: who approved and when the operator first saw it
+APPROVAL_BEFORE_GATE_KEY = "approvalBeforeGate"  # checkpoint entry: who had "approved" before the gate
 
 
 def fail_status(
@@ -102,22 +103,40 @@ def note_spec_generation(status: TradingRunStatus, generation: int | None, now: 
     status.set_condition(condition)
 
 
+def note_approval_at_gate(checkpoint: dict[str, Any], annotations: Mapping[str, str]) -> None:
+    """The run has just reached its approval gate: an approval already on it then was given before the gates
+    passed, so it never counts (until it is removed and given again)."""
+    early = approver(annotations)
+    if early:
+        checkpoint[APPROVAL_BEFORE_GATE_KEY] = early
+    checkpoint.pop(APPROVAL_SEEN_KEY, None)
+
+
+def approval_before_gate(checkpoint: dict[str, Any]) -> str | None:
+    early = checkpoint.get(APPROVAL_BEFORE_GATE_KEY)
+    return str(early) if early else None
+
+
 def current_approval(
     annotations: Mapping[str, str], checkpoint: dict[str, Any], now: datetime, ttl: str
 ) -> Approval | None:
-    """The approval on the object, valid for `ttl` from when the operator first saw it.
+    """The approval on the object, valid for `ttl` from when the operator first saw it at the gate.
 
-    The first-seen time is kept in the checkpoint so an operator restart does not extend an approval.
-    An `approved-at` in the future is not believed (it would make the approval not yet valid).
+    The first-seen time is kept in the checkpoint so an operator restart does not extend an approval; it is the
+    approval's time (a time the approver states could not be checked). An approval that was on the run before
+    it reached its gate does not count.
     """
-    request = approval_request(annotations)
-    if request is None:
+    approved_by = approver(annotations)
+    if approved_by is None:
         checkpoint.pop(APPROVAL_SEEN_KEY, None)
+        checkpoint.pop(APPROVAL_BEFORE_GATE_KEY, None)  # withdrawn: a new approval may follow
         return None
+    if approved_by == approval_before_gate(checkpoint):
+        return None
+    checkpoint.pop(APPROVAL_BEFORE_GATE_KEY, None)
     seen = checkpoint.get(APPROVAL_SEEN_KEY)
     first_seen = parse_time(str(seen.get("firstSeenAt", ""))) if isinstance(seen, dict) else None
-    if first_seen is None or not isinstance(seen, dict) or seen.get("approvedBy") != request.approved_by:
+    if first_seen is None or not isinstance(seen, dict) or seen.get("approvedBy") != approved_by:
         first_seen = now
-        checkpoint[APPROVAL_SEEN_KEY] = {"approvedBy": request.approved_by, "firstSeenAt": now.isoformat()}
-    approved_at = request.approved_at if request.approved_at is not None and request.approved_at <= now else first_seen
-    return approval_of(request.approved_by, approved_at, first_seen, ttl)
+        checkpoint[APPROVAL_SEEN_KEY] = {"approvedBy": approved_by, "firstSeenAt": now.isoformat()}
+    return approval_of(approved_by, first_seen, first_seen, ttl)

@@ -277,7 +277,7 @@ class Exchange:
             if qty_param is not None:
                 qty = qty_param
             else:
-                assert quote_param is not None
+                assert quote_param is not None  # nosec B101  # narrows a type; not an input check
                 quote_qty = quote_param
                 qty = rules.qty_down(quote_param / fill_price)
             rules.check_lot(qty, market=True)
@@ -285,7 +285,7 @@ class Exchange:
         else:
             price_param = decimal_param(params, "price")
             qty_param = decimal_param(params, "quantity")
-            assert price_param is not None and qty_param is not None
+            assert price_param is not None and qty_param is not None  # nosec B101  # narrows a type; not an input check
             price, qty = price_param, qty_param
             tif = (params.get("timeInForce") or ("GTC" if order_type == "LIMIT_MAKER" else "")).upper()
             if order_type == "LIMIT" and not tif:
@@ -300,7 +300,7 @@ class Exchange:
             crosses = price >= ask if side == "BUY" else price <= bid
             if order_type == "STOP_LOSS_LIMIT":
                 stop_param = decimal_param(params, "stopPrice")
-                assert stop_param is not None
+                assert stop_param is not None  # nosec B101  # narrows a type; not an input check
                 stop_price = stop_param
                 rules.check_price(stop_price)
                 last = Decimal(str(symbol.price_at(now)))
@@ -469,7 +469,7 @@ class Exchange:
             except ValueError:
                 raise errors.bad_param("orderId") from None
         else:
-            assert client_id is not None
+            assert client_id is not None  # nosec B101  # narrows a type; not an input check
             found = self.client_ids.get((account, symbol.id, client_id))
             order = self.orders.get(found) if found is not None else None
         if order is None or order.account != account or order.symbol != symbol.id:

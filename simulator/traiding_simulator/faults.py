@@ -25,7 +25,7 @@ class Faults:
 
     def configure(self, config: FaultConfig) -> None:
         self.config = config
-        self._rng = random.Random(config.seed if config.seed is not None else self._default_seed)
+        self._rng = random.Random(config.seed if config.seed is not None else self._default_seed)  # nosec B311  # no secret
 
     def add_rule(self, rule: FaultRule) -> None:
         self.rules.append(rule.model_copy())

@@ -108,7 +108,7 @@ def build_market(config: SimulatorConfig, wall_now_ms: int | None = None) -> tup
             if not source.path.is_file():
                 raise DataError(f"{source.path}: no such candle file")
             candles = load_file(source.path)
-            assert source.symbol is not None  # expand_sources fills it in
+            assert source.symbol is not None  # nosec B101  # expand_sources fills it in
             series_by_symbol[source.symbol].append(Series(INTERVAL_MS[source.interval], candles))
     else:
         interval_ms = INTERVAL_MS[config.synthetic_interval]

@@ -34,7 +34,7 @@ class Ctx:
 
     @property
     def account(self) -> str:
-        assert self.key is not None
+        assert self.key is not None  # nosec B101  # narrows a type; not an input check
         return self.key.account
 
 
@@ -317,7 +317,7 @@ def avg_price(ctx: Ctx) -> Any:
 # --- account and orders
 def account(ctx: Ctx) -> Any:
     key = ctx.key
-    assert key is not None
+    assert key is not None  # nosec B101  # narrows a type; not an input check
     acct = ctx.state.exchange.account(key.account)
     omit_zero = ctx.params.get("omitZeroBalances", "false").lower() == "true"
     fee = ctx.state.config
@@ -504,7 +504,7 @@ def system_status(ctx: Ctx) -> Any:
 
 def api_restrictions(ctx: Ctx) -> Any:
     key = ctx.key
-    assert key is not None
+    assert key is not None  # nosec B101  # narrows a type; not an input check
     return {
         "ipRestrict": key.ip_restrict,
         "createTime": ctx.state.replay.start_ms,

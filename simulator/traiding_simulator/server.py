@@ -403,14 +403,14 @@ class ThreadedSimulator:
 
     def _on_loop(self, fn: Callable[[Simulator], T]) -> T:
         async def run() -> T:
-            assert self._sim is not None
+            assert self._sim is not None  # nosec B101  # narrows a type; not an input check
             return fn(self._sim)
 
         return self._call(run())
 
     @property
     def simulator(self) -> Simulator:
-        assert self._sim is not None, "call start() first"
+        assert self._sim is not None, "call start() first"  # nosec B101  # narrows a type; not an input check
         return self._sim
 
     @property

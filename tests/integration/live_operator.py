@@ -1,8 +1,9 @@
 """Live runs driven by real `traiding operator` processes, against the real control plane and the simulator.
 
 `OperatorProcess` runs the documented command (`traiding operator --namespace NS`) as a subprocess that a test
-may SIGKILL; `LiveRuns` creates live runs (a Secret, a simulator key and account per run, approved at once)
-and checks a run's books against the simulator's own record of its account, order by order.
+may SIGKILL; `LiveRuns` creates live runs (a Secret, a simulator key and account per run), approves each once it
+waits at its gate (as a person would: an approval given earlier never counts), and checks a run's books
+against the simulator's own record of its account, order by order.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from pydantic import SecretStr
 
 from tests.cluster_plugin import KubeCluster
 from tests.integration.example_runs import example_run
-from tests.integration.test_operator import GROUP, PLURAL, VERSION, create_run, describe, get_run
+from tests.integration.test_operator import GROUP, PLURAL, VERSION, annotate, create_run, describe, get_run
 from traiding.pipeline.crash_points import CRASH_AT_ENV
+from traiding_operator.annotations import APPROVED_BY, CREATED_BY
 from traiding_operator.lease import lease_name
 from traiding_simulator import ApiKeyConfig, ThreadedSimulator
 
@@ -42,15 +44,18 @@ class OperatorProcess:
     identity: str
     lease_seconds: int = 15
     crash_at: str | None = None  # TRAIDING_TEST_CRASH_AT for the next start
+    kubeconfig: Path | None = None  # whose identity it runs as (default: the cluster's admin)
+    env: dict[str, str] = field(default_factory=dict)  # more settings (TRAIDING_...)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     _log: Any = field(default=None, repr=False)
 
     def start(self) -> OperatorProcess:
         self.starts += 1
-        env = dict(self.kube_cluster.env())
+        env = {**self.kube_cluster.env(), **self.env}
+        if self.kubeconfig is not None:
+            env["KUBECONFIG"] = str(self.kubeconfig)
         env["TRAIDING_CACHE_DIR"] = str(self.log_dir / "cache")
-        env.pop("TRAIDING_SIMULATOR_URL", None)
         env.pop(CRASH_AT_ENV, None)
         # Several operator processes share this machine's network: no /metrics port each (0 disables it).
         env["TRAIDING_METRICS_PORT"] = "0"
@@ -109,9 +114,9 @@ class OperatorProcess:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 
-def live_run(name: str, sim: ThreadedSimulator, *, symbols: list[str], **overrides: Any) -> dict[str, Any]:
-    """A live run against `sim`, approved at creation, with gates that any market passes (this is about orders,
-    not about strategies); `overrides` as dotted paths."""
+def live_run(name: str, *, symbols: list[str], **overrides: Any) -> dict[str, Any]:
+    """A live run against the test's simulator with gates that any market passes (this is about orders, not about
+    strategies); `overrides` as dotted paths."""
     settings: dict[str, Any] = {
         "mode": "live",
         "exchange.credentialsSecretRef": {"name": f"{name}-keys"},
@@ -122,18 +127,30 @@ def live_run(name: str, sim: ThreadedSimulator, *, symbols: list[str], **overrid
         "gates.backtest": {"minTrades": 0, "minSharpe": None, "maxDrawdownPct": None},
         **overrides,
     }
-    document = example_run(sim.base_url, **settings)
-    document["metadata"] = {"name": name, "annotations": {"traiding.io/approved-by": "test"}}
+    document = example_run(**settings)
+    document["metadata"] = {"name": name}
     return document
 
 
 class LiveRuns:
     """Live runs in one namespace, each trading its own simulator account with its own key."""
 
-    def __init__(self, k8s_api: Any, namespace: str, sim: ThreadedSimulator) -> None:
+    def __init__(
+        self,
+        k8s_api: Any,
+        namespace: str,
+        sim: ThreadedSimulator,
+        *,
+        creator: str | None = None,
+        approver: tuple[Any, str] | None = None,
+    ) -> None:
+        """`k8s_api` creates the runs (as `creator`, recorded in traiding.io/created-by when given); `approver`,
+        a client and the user it is, approves them (default: `k8s_api` as "test")."""
         self.k8s_api = k8s_api
         self.namespace = namespace
         self.sim = sim
+        self.creator = creator
+        self.approver = approver or (k8s_api, "test")
 
     def create(self, name: str, *, symbols: list[str], **overrides: Any) -> None:
         key, secret = f"key-{name}", f"secret-{name}-0123456789"
@@ -144,10 +161,18 @@ class LiveRuns:
                 metadata=client.V1ObjectMeta(name=f"{name}-keys"), string_data={"apiKey": key, "secret": secret}
             ),
         )
-        create_run(self.k8s_api, self.namespace, live_run(name, self.sim, symbols=symbols, **overrides))
+        document = live_run(name, symbols=symbols, **overrides)
+        if self.creator:
+            document["metadata"]["annotations"] = {CREATED_BY: self.creator}
+        create_run(self.k8s_api, self.namespace, document)
 
     def get(self, name: str) -> dict[str, Any]:
-        return get_run(self.k8s_api, self.namespace, name)
+        """The run as stored; one waiting at its approval gate is approved (once)."""
+        obj = get_run(self.k8s_api, self.namespace, name)
+        if phase_of(obj) == "AwaitingApproval" and APPROVED_BY not in obj["metadata"].get("annotations", {}):
+            api, user = self.approver
+            annotate(api, self.namespace, name, {APPROVED_BY: user})
+        return obj
 
     def session(self, name: str) -> dict[str, Any]:
         return dict(self.get(name).get("status", {}).get("checkpoint", {}).get("session", {}))

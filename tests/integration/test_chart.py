@@ -14,6 +14,8 @@ import pytest
 import yaml
 
 from tests.cluster_plugin import REPO, KubeCluster, tools_bin_dir
+from traiding_operator.annotations import APPROVED_BY, CREATED_BY
+from traiding_operator.kill_switch import KILL_SWITCH_NAME
 from traiding_operator.submit_cli import checked
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -38,6 +40,11 @@ def render(*args: str, monitoring: bool = False, namespace: str = "trading") -> 
     out = helm("template", "ai-traiding", str(CHART), "--namespace", namespace, "--kube-version", KUBE_VERSION,
                *api_versions, *args).stdout  # fmt: skip
     return [d for d in yaml.safe_load_all(out) if d]
+
+
+def served_roles(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The operator's Roles in the namespaces it serves (not the nightly Job's, not the one in its own namespace)."""
+    return [r for r in by_kind(objects, "Role") if not r["metadata"]["name"].endswith(("-nightly", "-own"))]
 
 
 def kinds(objects: list[dict[str, Any]]) -> list[str]:
@@ -95,15 +102,13 @@ def test_prometheus_rule_is_exactly_what_traiding_slo_render_prints() -> None:
 
 def test_scopes_render_the_matching_rbac_and_arguments() -> None:
     single = render()
-    assert [r["metadata"]["namespace"] for r in by_kind(single, "Role") if "nightly" not in r["metadata"]["name"]] == [
-        "trading"
-    ]
+    assert [r["metadata"]["namespace"] for r in served_roles(single)] == ["trading"]
     (operator,) = [d for d in by_kind(single, "Deployment") if d["metadata"]["name"] == "ai-traiding"]
     assert "--namespace=trading" in operator["spec"]["template"]["spec"]["containers"][0]["args"]
     assert not by_kind(single, "ClusterRole")
 
     several = render("--set", "watch.scope=namespaces", "--set", "watch.namespaces={a,b}")
-    roles = [r for r in by_kind(several, "Role") if "nightly" not in r["metadata"]["name"]]
+    roles = served_roles(several)
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["a", "b"]
     (operator,) = [d for d in by_kind(several, "Deployment") if d["metadata"]["name"] == "ai-traiding"]
     args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -119,7 +124,7 @@ def test_scopes_render_the_matching_rbac_and_arguments() -> None:
 
 
 def test_operator_rights_are_the_least_it_needs() -> None:
-    (role,) = [r for r in by_kind(render(), "Role") if "nightly" not in r["metadata"]["name"]]
+    (role,) = served_roles(render())
     granted = {
         (group, resource, verb)
         for rule in role["rules"]
@@ -130,6 +135,13 @@ def test_operator_rights_are_the_least_it_needs() -> None:
     assert ("", "secrets", "get") in granted
     assert not {("", "secrets", "list"), ("", "secrets", "watch")} & granted
     assert not [v for (_, _, v) in granted if v in ("*", "delete", "deletecollection", "escalate", "bind")]
+    [config_maps] = [rule for rule in role["rules"] if "configmaps" in rule["resources"]]
+    assert config_maps == {
+        "apiGroups": [""],
+        "resources": ["configmaps"],
+        "resourceNames": [KILL_SWITCH_NAME],  # the kill switch and no other ConfigMap
+        "verbs": ["get"],
+    }
     (nightly,) = [r for r in by_kind(render(), "Role") if "nightly" in r["metadata"]["name"]]
     assert nightly["rules"] == [{"apiGroups": ["traiding.io"], "resources": ["tradingruns"], "verbs": ["create"]}]
 
@@ -178,6 +190,11 @@ def test_nightly_cronjob_submits_a_valid_dry_run_even_if_values_ask_for_live() -
         ("simulator.speed=-1", "/simulator/speed"),
         ("nightly.schedule=tonight", "/nightly/schedule"),
         ("metrics.port=70000", "/metrics/port"),
+        ("operator.simulators.Bad_Name=http://x", "'Bad_Name' does not match pattern"),
+        ("operator.simulators.sim=ftp://x", "/operator/simulators/sim"),
+        ("networkPolicy.exchanges.cidrs={api.binance.com}", "/networkPolicy/exchanges/cidrs/0"),
+        ("admissionPolicy.approverGroup=a'b", "/admissionPolicy/approverGroup"),
+        ("keyEncryption.required=true", "/keyEncryption/secretName"),  # encrypted keys need the keys Secret
     ],
 )
 def test_a_wrong_value_is_refused_naming_it(setting: str, named: str) -> None:
@@ -251,6 +268,99 @@ def test_the_dev_simulator_replays_the_window_the_example_pins() -> None:
     example = yaml.safe_load((REPO / "examples" / "dry-run.yaml").read_text())
     dev = yaml.safe_load((CHART / "values-dev.yaml").read_text())
     assert dev["simulator"]["start"] == example["spec"]["exchange"]["simulator"]["start"]
+
+
+def operator_env(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (operator,) = [d for d in by_kind(objects, "Deployment") if d["metadata"]["name"] == "ai-traiding"]
+    return {
+        e["name"]: e.get("value", e.get("valueFrom"))
+        for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+
+
+def test_the_operator_settings_come_from_the_values() -> None:
+    env = operator_env(
+        render("-f", str(CHART / "values-dev.yaml"), "--set", "operator.simulators.eu=http://10.1.2.3:8080")
+    )
+    assert json.loads(env["TRAIDING_SIMULATORS"]) == {
+        "default": "http://ai-traiding-simulator.trading.svc:8080",  # the chart's own simulator
+        "eu": "http://10.1.2.3:8080",
+    }
+    assert json.loads(env["TRAIDING_EXCHANGES"]) == ["binance"]
+    assert env["TRAIDING_OPERATOR_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env["TRAIDING_OPERATOR_IDENTITY"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert "TRAIDING_KEYS_SECRET" not in env and env["TRAIDING_REQUIRE_ENCRYPTED_KEYS"] == "false"
+    prod = operator_env(render("-f", str(CHART / "values-prod.yaml")))
+    assert json.loads(prod["TRAIDING_SIMULATORS"]) == {}  # no simulator in production
+    assert (prod["TRAIDING_KEYS_SECRET"], prod["TRAIDING_REQUIRE_ENCRYPTED_KEYS"]) == ("traiding-keys", "true")
+
+
+def test_in_its_own_namespace_the_operator_reads_the_cluster_wide_kill_switch_and_its_keys_only() -> None:
+    objects = render("-f", str(CHART / "values-prod.yaml"), namespace="ai-traiding")
+    (own,) = [r for r in by_kind(objects, "Role") if r["metadata"]["name"].endswith("-own")]
+    assert own["metadata"]["namespace"] == "ai-traiding"
+    assert own["rules"] == [
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [KILL_SWITCH_NAME], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["traiding-keys"], "verbs": ["get"]},
+    ]
+    # The namespaces it serves (prod: trading) get the run rights; Secrets are read nowhere else.
+    assert [r["metadata"]["namespace"] for r in served_roles(objects)] == ["trading"]
+
+
+def test_the_admission_policy_guards_the_annotations_the_operator_reads_for_the_served_namespaces() -> None:
+    objects = render("--set", "watch.scope=namespaces", "--set", "watch.namespaces={a,b}", namespace="ops")
+    policies = {p["metadata"]["name"]: p for p in by_kind(objects, "ValidatingAdmissionPolicy")}
+    bindings = {b["spec"]["policyName"]: b for b in by_kind(objects, "ValidatingAdmissionPolicyBinding")}
+    assert (
+        set(policies)
+        == set(bindings)
+        == {
+            "ai-traiding-tradingruns.traiding.io",
+            "ai-traiding-kill-switch.traiding.io",
+        }
+    )
+    runs = json.dumps(policies["ai-traiding-tradingruns.traiding.io"])
+    assert APPROVED_BY in runs and CREATED_BY in runs and "'traiding-approvers' in request.userInfo.groups" in runs
+    operators = {
+        v["name"]: v["expression"] for v in policies["ai-traiding-tradingruns.traiding.io"]["spec"]["variables"]
+    }
+    # The only identity that writes a run's status.
+    assert operators["isOperator"] == 'request.userInfo.username in ["system:serviceaccount:ops:ai-traiding"]'
+    assert KILL_SWITCH_NAME in json.dumps(policies["ai-traiding-kill-switch.traiding.io"])
+
+    def namespaces(policy: str) -> list[str]:
+        [expression] = bindings[policy]["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"]
+        return list(expression["values"])
+
+    assert namespaces("ai-traiding-tradingruns.traiding.io") == ["a", "b"]
+    assert namespaces("ai-traiding-kill-switch.traiding.io") == ["a", "b", "ops"]  # and the cluster-wide one
+    assert all(b["spec"]["validationActions"] == ["Deny", "Audit"] for b in bindings.values())
+    cluster = render("--set", "watch.scope=cluster")
+    assert all("matchResources" not in b["spec"] for b in by_kind(cluster, "ValidatingAdmissionPolicyBinding"))
+    assert not by_kind(render("--set", "admissionPolicy.enabled=false"), "ValidatingAdmissionPolicy")
+
+
+def test_network_policies_open_only_dns_the_api_server_and_the_exchanges() -> None:
+    objects = render("-f", str(CHART / "values-prod.yaml"))
+    policies = {p["metadata"]["name"]: p["spec"] for p in by_kind(objects, "NetworkPolicy")}
+    assert set(policies) == {"ai-traiding-operator", "ai-traiding-nightly"}
+    for spec in policies.values():
+        assert spec["policyTypes"] == ["Egress"]
+    operator_egress = policies["ai-traiding-operator"]["egress"]
+    assert [rule["ports"][0]["port"] for rule in operator_egress] == [53, 443, 443]
+    exchanges = operator_egress[2]["to"][0]["ipBlock"]
+    assert exchanges["cidr"] == "0.0.0.0/0" and "10.0.0.0/8" in exchanges["except"]  # never inside the cluster
+    assert len(policies["ai-traiding-nightly"]["egress"]) == 2  # the Job talks to the API server only
+    dev = render("-f", str(CHART / "values-dev.yaml"), "--set", "networkPolicy.enabled=true",
+                 "--set", "networkPolicy.apiServer.cidrs={10.0.0.1/32}")  # fmt: skip
+    dev_operator = [p for p in by_kind(dev, "NetworkPolicy") if p["metadata"]["name"] == "ai-traiding-operator"]
+    assert (
+        dev_operator[0]["spec"]["egress"][-1]["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        == "simulator"
+    )
+    missing = helm("template", str(CHART), "--kube-version", KUBE_VERSION, "--set", "networkPolicy.enabled=true",
+                   check=False)  # fmt: skip
+    assert missing.returncode != 0 and "networkPolicy.apiServer.cidrs must list the API server" in missing.stderr
 
 
 def test_the_operator_names_itself_in_the_runs_leases_after_its_pod() -> None:

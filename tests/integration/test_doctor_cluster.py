@@ -267,6 +267,27 @@ def test_a_runs_secret_missing_or_missing_a_key_fails_naming_it_and_never_shows_
     assert "doctor-secret-value-456" not in json.dumps(checks)
 
 
+def test_a_set_kill_switch_fails_the_doctor_until_it_is_cleared(cluster: Path, api: client.ApiClient) -> None:
+    core = client.CoreV1Api(api)
+    _, checks = doctor(cluster)
+    assert checks["kill switch"] == {"name": "kill switch", "status": "ok", "detail": f"clear in {NAMESPACE}"}
+    switch = client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name="traiding-kill-switch"),
+        data={"halt": "true", "flatten": "true", "reason": "exchange incident"},
+    )
+    core.create_namespaced_config_map(NAMESPACE, switch)
+    code, checks = doctor(cluster)
+    assert code == 1
+    assert checks["kill switch"]["status"] == "fail"
+    assert (
+        f"{NAMESPACE}/traiding-kill-switch halts and flattens live runs (exchange incident)"
+        in (checks["kill switch"]["detail"])
+    )
+    core.delete_namespaced_config_map("traiding-kill-switch", NAMESPACE)
+    _, checks = doctor(cluster)
+    assert checks["kill switch"]["status"] == "ok"
+
+
 def test_the_exchange_of_a_live_run_is_checked_and_a_skewed_clock_fails(cluster: Path, api: client.ApiClient) -> None:
     # The live run above trades on binance, which this machine cannot reach: the doctor says so.
     code, checks = doctor(cluster)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from tests.integration.example_runs import started
 from tests.integration.live_operator import TRAIDING, check_books
 from tests.integration.test_traiding_run import read_events, run_cli, write_manifest
 from traiding.pipeline.crash_points import CRASH_AT_ENV
@@ -29,7 +30,7 @@ def start(shared_data: Path, **key_fields: bool) -> ThreadedSimulator:
         keys=[ApiKeyConfig(key=KEY, secret=SecretStr(SECRET), **key_fields)],
         initial_balances={"USDT": Decimal(20_000), "BNB": Decimal(0)},
     )
-    return ThreadedSimulator(config).start()
+    return started(config)
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ LIVE = {"mode": "live", "exchange.credentialsSecretRef": {"name": "binance-keys"
 def test_a_live_run_waits_for_approval_then_places_each_order_once(
     tmp_path: Path, simulator: ThreadedSimulator, live_env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    manifest = write_manifest(tmp_path, simulator, **LIVE, **{"session.duration": "1d"})
+    manifest = write_manifest(tmp_path, **LIVE, **{"session.duration": "1d"})
     output = tmp_path / "out"
     assert run_cli(manifest, output) == 3
     assert "live runs need an explicit approval" in capsys.readouterr().err
@@ -100,7 +101,7 @@ def test_a_key_that_can_withdraw_is_refused(tmp_path: Path, shared_data: Path, l
     sim = start(shared_data, can_withdraw=True)
     try:
         output = tmp_path / "out"
-        assert run_cli(write_manifest(tmp_path, sim, **LIVE), output) == 1
+        assert run_cli(write_manifest(tmp_path, **LIVE), output) == 1
         status = json.loads((output / "status.json").read_text())
         assert (status["phases"]["ApiCheck"]["state"], status["reason"]) == ("Failed", "KeyCanWithdraw")
         assert "without withdrawal permission" in status["message"]
@@ -112,7 +113,7 @@ def test_a_key_that_cannot_trade_is_refused(tmp_path: Path, shared_data: Path, l
     sim = start(shared_data, can_trade=False)
     try:
         output = tmp_path / "out"
-        assert run_cli(write_manifest(tmp_path, sim, **LIVE), output) == 1
+        assert run_cli(write_manifest(tmp_path, **LIVE), output) == 1
         assert json.loads((output / "status.json").read_text())["reason"] == "KeyCannotTrade"
     finally:
         sim.stop()
@@ -121,7 +122,7 @@ def test_a_key_that_cannot_trade_is_refused(tmp_path: Path, shared_data: Path, l
 def test_a_balance_below_the_capital_is_refused(tmp_path: Path, simulator: ThreadedSimulator, live_env: None) -> None:
     simulator.set_balances({"USDT": 500})
     output = tmp_path / "out"
-    assert run_cli(write_manifest(tmp_path, simulator, **LIVE), output) == 1
+    assert run_cli(write_manifest(tmp_path, **LIVE), output) == 1
     status = json.loads((output / "status.json").read_text())
     assert status["reason"] == "InsufficientBalance"
     assert "500.00 is below the run's capital 10000.00" in status["message"]
@@ -133,7 +134,7 @@ def test_a_wrong_secret_fails_the_api_check_naming_where_keys_come_from(
     monkeypatch.setenv("TRAIDING_API_KEY", KEY)
     monkeypatch.setenv("TRAIDING_API_SECRET", "not-the-secret")
     output = tmp_path / "out"
-    assert run_cli(write_manifest(tmp_path, simulator, **LIVE), output) == 1
+    assert run_cli(write_manifest(tmp_path, **LIVE), output) == 1
     status = json.loads((output / "status.json").read_text())
     assert status["phases"]["ApiCheck"]["state"] == "Failed"
     assert "API key rejected by binance" in status["message"]
@@ -143,7 +144,7 @@ def test_a_wrong_secret_fails_the_api_check_naming_where_keys_come_from(
 def test_a_skewed_clock_fails_the_api_check_with_what_to_do(tmp_path: Path, simulator: ThreadedSimulator) -> None:
     simulator.set_clock(time_offset_ms=5_000)  # the exchange is 5 s ahead of us
     output = tmp_path / "out"
-    assert run_cli(write_manifest(tmp_path, simulator), output) == 1
+    assert run_cli(write_manifest(tmp_path), output) == 1
     status = json.loads((output / "status.json").read_text())
     assert status["reason"] == "ClockSkew"
     assert "behind binance (allowed: 1000 ms)" in status["message"] and "NTP" in status["message"]
@@ -160,14 +161,16 @@ def test_killed_between_an_order_and_its_status_write_traiding_run_resumes_and_b
         initial_balances={"USDT": Decimal(20_000), "BNB": Decimal(0)},
         duplicate_client_order_id="open",  # as Binance: a second send of a filled order's id would execute
     )
-    sim = ThreadedSimulator(config).start()
+    sim = started(config)
     try:
-        manifest = write_manifest(tmp_path, sim, **LIVE, **{"session.duration": "1d"})
+        manifest = write_manifest(tmp_path, **LIVE, **{"session.duration": "1d"})
         output = tmp_path / "out"
         command = [TRAIDING, "run", str(manifest), "-o", str(output), "--cache", str(tmp_path / "cache"), "-q"]
         env = {**os.environ, "TRAIDING_API_KEY": KEY, "TRAIDING_API_SECRET": SECRET}
+        gate = subprocess.run(command, env=env, capture_output=True, check=False)  # every gate, then the approval
+        assert gate.returncode == 3, gate.stderr.decode()[-2000:]
         crashing = {**env, CRASH_AT_ENV: "after-send:1"}  # dies right after its first order's send returns
-        first = subprocess.run([*command, "--approve-live"], env=crashing, capture_output=True, check=False)
+        first = subprocess.run([*command, "--resume", "--approve-live"], env=crashing, capture_output=True, check=False)
         assert first.returncode == -9, first.stderr.decode()[-2000:]
         status = json.loads((output / "status.json").read_text())
         [sent] = status["checkpoint"]["session"]["intents"]  # written before the send, never resolved

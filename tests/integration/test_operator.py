@@ -19,7 +19,7 @@ from kubernetes import client
 from pydantic import SecretStr
 
 from tests.cluster_plugin import KubeCluster
-from tests.integration.example_runs import example_run
+from tests.integration.example_runs import allow_simulator, example_run, started
 from tests.integration.test_crd_apiserver import crd_installed  # noqa: F401 - the fixture installs the CRD
 from traiding_simulator import ApiKeyConfig, DataSource, SimulatorConfig, ThreadedSimulator
 
@@ -76,11 +76,11 @@ class OperatorThread:
 def operator_env(kube_cluster: KubeCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUBECONFIG", str(kube_cluster.kubeconfig))
     monkeypatch.setenv("TRAIDING_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("TRAIDING_SIMULATOR_URL", raising=False)
 
 
 @pytest.fixture
-def operator(operator_env: None, k8s_namespace: str) -> Iterator[OperatorThread]:
+def operator(operator_env: None, k8s_namespace: str, simulator: ThreadedSimulator) -> Iterator[OperatorThread]:
+    """The operator, started after the test's simulator (so it allows it)."""
     running = OperatorThread(k8s_namespace).start()
     try:
         yield running
@@ -89,16 +89,16 @@ def operator(operator_env: None, k8s_namespace: str) -> Iterator[OperatorThread]
             running.stop()
 
 
-def start_simulator(shared_data: Path, *, with_key: bool = False) -> ThreadedSimulator:
-    keys = [ApiKeyConfig(key=KEY, secret=SecretStr(SECRET))] if with_key else []
+def start_simulator(shared_data: Path) -> ThreadedSimulator:
+    """The test's simulator, which knows the test's API key (KEY, SECRET) and is allowed as `test`."""
     config = SimulatorConfig(
         data=[DataSource(path=shared_data / "ETH_USDT-5m.json")],
         speed=3000,
         log_requests=False,
-        keys=keys,
+        keys=[ApiKeyConfig(key=KEY, secret=SecretStr(SECRET))],
         initial_balances={"USDT": Decimal(20_000), "BNB": Decimal(0)},
     )
-    return ThreadedSimulator(config).start()
+    return started(config)
 
 
 @pytest.fixture
@@ -110,9 +110,9 @@ def simulator(shared_data: Path) -> Iterator[ThreadedSimulator]:
         sim.stop()
 
 
-def manifest(name: str, sim: ThreadedSimulator, **overrides: Any) -> dict[str, Any]:
-    """examples/dry-run.yaml against `sim` at 3000x with a 6h session, plus dotted-path overrides."""
-    document = example_run(sim.base_url, **overrides)
+def manifest(name: str, **overrides: Any) -> dict[str, Any]:
+    """examples/dry-run.yaml against the test's simulator at 3000x with a 6h session, plus dotted-path overrides."""
+    document = example_run(**overrides)
     document["metadata"] = {"name": name}
     return document
 
@@ -198,7 +198,7 @@ def phase_order(obj: dict[str, Any]) -> list[str]:
 def test_a_dry_run_goes_through_every_phase_to_succeeded(
     operator: OperatorThread, simulator: ThreadedSimulator, k8s_api: Any, k8s_namespace: str, kube_cluster: KubeCluster
 ) -> None:
-    create_run(k8s_api, k8s_namespace, manifest("eth-dry", simulator))
+    create_run(k8s_api, k8s_namespace, manifest("eth-dry"))
     done = wait_for_run(k8s_api, k8s_namespace, "eth-dry", phase_is("Succeeded", "Failed", "Cancelled"), "final phase")
 
     status = done["status"]
@@ -237,17 +237,13 @@ def test_a_dry_run_goes_through_every_phase_to_succeeded(
 
 
 def test_a_failed_gate_stops_the_run_with_the_reason(
-    operator_env: None,
-    simulator: ThreadedSimulator,
-    k8s_api: Any,
-    k8s_namespace: str,
-    monkeypatch: pytest.MonkeyPatch,
+    operator_env: None, simulator: ThreadedSimulator, k8s_api: Any, k8s_namespace: str
 ) -> None:
-    # This run names no simulator URL: it uses the one the operator is configured with.
-    monkeypatch.setenv("TRAIDING_SIMULATOR_URL", simulator.base_url)
+    # This run names no simulator: it uses the one the operator allows as `default`.
+    allow_simulator(simulator.base_url, "default")
     running = OperatorThread(k8s_namespace).start()
-    body = manifest("eth-gate", simulator, **{"gates.backtest.minSharpe": 50})
-    del body["spec"]["exchange"]["simulator"]["url"]
+    body = manifest("eth-gate", **{"gates.backtest.minSharpe": 50})
+    del body["spec"]["exchange"]["simulator"]["name"]
     try:
         create_run(k8s_api, k8s_namespace, body)
         done = wait_for_run(
@@ -276,7 +272,7 @@ def test_a_run_continues_after_an_operator_restart_without_restarting_its_sessio
 ) -> None:
     first = OperatorThread(k8s_namespace).start()
     try:
-        create_run(k8s_api, k8s_namespace, manifest("eth-restart", simulator, **{"session.duration": "1d"}))
+        create_run(k8s_api, k8s_namespace, manifest("eth-restart", **{"session.duration": "1d"}))
 
         def trading_with_orders(obj: dict[str, Any]) -> bool:
             session = obj.get("status", {}).get("checkpoint", {}).get("session", {})
@@ -310,65 +306,58 @@ def test_a_run_continues_after_an_operator_restart_without_restarting_its_sessio
 
 
 def test_a_live_run_waits_for_an_approval_annotation_then_trades(
-    operator: OperatorThread, shared_data: Path, k8s_api: Any, k8s_namespace: str
+    operator: OperatorThread, simulator: ThreadedSimulator, k8s_api: Any, k8s_namespace: str
 ) -> None:
-    sim = start_simulator(shared_data, with_key=True)
-    try:
-        client.CoreV1Api(k8s_api).create_namespaced_secret(
-            k8s_namespace,
-            client.V1Secret(
-                metadata=client.V1ObjectMeta(name="binance-keys"), string_data={"apiKey": KEY, "secret": SECRET}
-            ),
-        )
-        body = manifest("eth-live", sim, mode="live", **{"exchange.credentialsSecretRef": {"name": "binance-keys"}})
-        create_run(k8s_api, k8s_namespace, body)
-        waiting = wait_for_run(
-            k8s_api, k8s_namespace, "eth-live", phase_is("AwaitingApproval", "Failed"), "approval wait"
-        )
-        assert waiting["status"]["phase"] == "AwaitingApproval", describe(waiting)
-        assert sim.stats()["orders_total"] == 0  # nothing is traded before the approval
+    client.CoreV1Api(k8s_api).create_namespaced_secret(
+        k8s_namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="binance-keys"), string_data={"apiKey": KEY, "secret": SECRET}
+        ),
+    )
+    body = manifest("eth-live", mode="live", **{"exchange.credentialsSecretRef": {"name": "binance-keys"}})
+    create_run(k8s_api, k8s_namespace, body)
+    waiting = wait_for_run(k8s_api, k8s_namespace, "eth-live", phase_is("AwaitingApproval", "Failed"), "approval wait")
+    assert waiting["status"]["phase"] == "AwaitingApproval", describe(waiting)
+    assert simulator.stats()["orders_total"] == 0  # nothing is traded before the approval
 
-        before = datetime.now(UTC)
-        annotate(k8s_api, k8s_namespace, "eth-live", {"traiding.io/approved-by": "alice"})
-        done = wait_for_run(
-            k8s_api, k8s_namespace, "eth-live", phase_is("Succeeded", "Failed", "Cancelled"), "final phase"
-        )
-        status = done["status"]
-        assert status["phase"] == "Succeeded", describe(done)
-        assert status["approval"]["approvedBy"] == "alice"
-        assert datetime.fromisoformat(status["approval"]["approvedAt"]) >= before.replace(microsecond=0)
-        assert conditions(done)["Approved"]["status"] == "True"
-        assert "alice" in conditions(done)["Approved"]["message"]
+    before = datetime.now(UTC)
+    annotate(k8s_api, k8s_namespace, "eth-live", {"traiding.io/approved-by": "alice"})
+    done = wait_for_run(k8s_api, k8s_namespace, "eth-live", phase_is("Succeeded", "Failed", "Cancelled"), "final phase")
+    status = done["status"]
+    assert status["phase"] == "Succeeded", describe(done)
+    assert status["approval"]["approvedBy"] == "alice"
+    assert datetime.fromisoformat(status["approval"]["approvedAt"]) >= before.replace(microsecond=0)
+    assert conditions(done)["Approved"]["status"] == "True"
+    assert "alice" in conditions(done)["Approved"]["message"]
 
-        stats = sim.stats()
-        assert stats["orders_total"] > 0
-        assert set(stats["orders_by_client_order_id"].values()) == {1}  # each real order placed once
+    stats = simulator.stats()
+    assert stats["orders_total"] > 0
+    assert set(stats["orders_by_client_order_id"].values()) == {1}  # each real order placed once
 
-        events = run_events(k8s_api, k8s_namespace, "eth-live")
-        assert SECRET not in json.dumps(done)
-        assert SECRET not in json.dumps([[e.reason, message_of(e)] for e in events])
-        assert SECRET not in json.dumps(done["metadata"].get("annotations", {}))
-    finally:
-        sim.stop()
+    events = run_events(k8s_api, k8s_namespace, "eth-live")
+    assert SECRET not in json.dumps(done)
+    assert SECRET not in json.dumps([[e.reason, message_of(e)] for e in events])
+    assert SECRET not in json.dumps(done["metadata"].get("annotations", {}))
 
 
 def test_a_simulator_run_fails_when_no_simulator_is_configured(
     operator: OperatorThread, simulator: ThreadedSimulator, k8s_api: Any, k8s_namespace: str
 ) -> None:
-    body = manifest("eth-nosim", simulator)
-    del body["spec"]["exchange"]["simulator"]["url"]
+    body = manifest("eth-nosim")
+    del body["spec"]["exchange"]["simulator"]["name"]  # the default one, which this operator does not have
     create_run(k8s_api, k8s_namespace, body)
     done = wait_for_run(
         k8s_api, k8s_namespace, "eth-nosim", phase_is("Succeeded", "Failed", "Cancelled"), "final phase"
     )
     assert (done["status"]["phase"], done["status"]["reason"]) == ("Failed", "SimulatorNotConfigured"), describe(done)
-    assert "TRAIDING_SIMULATOR_URL" in done["status"]["message"]
+    assert "TRAIDING_SIMULATORS" in done["status"]["message"] and "configured: test" in done["status"]["message"]
+    assert simulator.stats()["requests_total"] == 0
 
 
-def test_a_missing_secret_fails_the_run_naming_it(
+def test_a_missing_secret_fails_the_api_check_naming_it(
     operator: OperatorThread, simulator: ThreadedSimulator, k8s_api: Any, k8s_namespace: str
 ) -> None:
-    body = manifest("eth-nokeys", simulator, **{"exchange.credentialsSecretRef": {"name": "no-such-keys"}})
+    body = manifest("eth-nokeys", **{"exchange.credentialsSecretRef": {"name": "no-such-keys"}})
     create_run(k8s_api, k8s_namespace, body)
     done = wait_for_run(
         k8s_api, k8s_namespace, "eth-nokeys", phase_is("Succeeded", "Failed", "Cancelled"), "final phase"
@@ -376,15 +365,23 @@ def test_a_missing_secret_fails_the_run_naming_it(
     status = done["status"]
     assert (status["phase"], status["reason"]) == ("Failed", "CredentialsUnavailable"), describe(done)
     assert "Secret no-such-keys not found" in status["message"]
+    # The data check and the backtest need no key; the keys' gate is the one that fails.
+    assert {name: record["state"] for name, record in status["phases"].items()} == {
+        "DataCheck": "Passed",
+        "Backtest": "Passed",
+        "ApiCheck": "Failed",
+    }
     assert conditions(done)["Ready"]["status"] == "False"
-    [event] = wait_for_events(k8s_api, k8s_namespace, "eth-nokeys", "PhaseChanged", 1)
-    assert event.type == "Warning" and "no-such-keys" in message_of(event)
+    [event] = [
+        e for e in wait_for_events(k8s_api, k8s_namespace, "eth-nokeys", "PhaseChanged", 3) if e.type == "Warning"
+    ]
+    assert "ApiCheck -> Failed" in message_of(event) and "no-such-keys" in message_of(event)
 
 
 def test_the_cancel_annotation_cancels_a_trading_run(
     operator: OperatorThread, simulator: ThreadedSimulator, k8s_api: Any, k8s_namespace: str
 ) -> None:
-    create_run(k8s_api, k8s_namespace, manifest("eth-cancel", simulator, **{"session.duration": "1d"}))
+    create_run(k8s_api, k8s_namespace, manifest("eth-cancel", **{"session.duration": "1d"}))
     wait_for_run(k8s_api, k8s_namespace, "eth-cancel", phase_is("Trading", "Failed", "Succeeded"), "Trading phase")
     # A spec edit mid-run is not applied, and the status says so.
     patch = {"spec": {"capital": {"initial": 5000}}}
@@ -412,7 +409,7 @@ def test_the_cancel_annotation_cancels_a_trading_run(
 def test_an_exchange_id_ccxt_does_not_know_fails_the_run_naming_it(
     operator: OperatorThread, simulator: ThreadedSimulator, k8s_api: Any, k8s_namespace: str
 ) -> None:
-    create_run(k8s_api, k8s_namespace, manifest("eth-noexchange", simulator, **{"exchange.id": "nosuchexchange"}))
+    create_run(k8s_api, k8s_namespace, manifest("eth-noexchange", **{"exchange.id": "nosuchexchange"}))
     done = wait_for_run(k8s_api, k8s_namespace, "eth-noexchange", phase_is(*FINAL), "final phase", timeout=60)
     status = done["status"]
     assert (status["phase"], status["reason"]) == ("Failed", "UnknownExchange"), describe(done)
@@ -422,7 +419,7 @@ def test_an_exchange_id_ccxt_does_not_know_fails_the_run_naming_it(
 def test_a_run_whose_step_keeps_failing_ends_failed_with_the_reason_after_bounded_retries(
     operator_env: None, simulator: ThreadedSimulator, k8s_api: Any, k8s_namespace: str
 ) -> None:
-    create_run(k8s_api, k8s_namespace, manifest("eth-broken", simulator))
+    create_run(k8s_api, k8s_namespace, manifest("eth-broken"))
     body = get_run(k8s_api, k8s_namespace, "eth-broken")
     # A status no step can work with (a backtest without the data check's window): every step raises.
     body["status"] = {"phase": "Backtest", "phases": {"Backtest": {"state": "Running"}}}

@@ -33,7 +33,7 @@ async def kube(k8s_api: Any) -> AsyncIterator[KubeCalls]:
 
 @pytest.fixture
 def run(k8s_api: Any, k8s_namespace: str) -> dict[str, Any]:
-    body = example_run("http://127.0.0.1:9")
+    body = example_run()
     body["metadata"] = {"name": "leased"}
     create_run(k8s_api, k8s_namespace, body)
     return get_run(k8s_api, k8s_namespace, "leased")

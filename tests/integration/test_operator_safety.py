@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests.cluster_plugin import KubeCluster
+from tests.integration.example_runs import started
 from tests.integration.live_operator import (
     FINAL,
     LiveRuns,
@@ -49,7 +50,7 @@ def simulator(data: list[DataSource], **changes: Any) -> ThreadedSimulator:
         weight_limit=60_000,  # every run shares the test's loopback address
         **changes,
     )
-    return ThreadedSimulator(config).start()
+    return started(config)
 
 
 @pytest.fixture

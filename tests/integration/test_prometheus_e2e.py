@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.cluster_plugin import KubeCluster
+from tests.integration.example_runs import started
 from tests.integration.test_crd_apiserver import crd_installed  # noqa: F401 - the fixture installs the CRD
 from tests.integration.test_dashboard import TARGETS, grafana_substituted
 from tests.integration.test_operator import (
@@ -69,8 +70,11 @@ class OperatorProcess:
 
 
 @pytest.fixture
-def operator_process(kube_cluster: KubeCluster, k8s_namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    """`traiding operator` as documented, its metrics on a loopback port, JSON logs to a file."""
+def operator_process(
+    kube_cluster: KubeCluster, k8s_namespace: str, tmp_path: Path, faulty_simulator: ThreadedSimulator
+) -> Iterator[OperatorProcess]:
+    """`traiding operator` as documented, its metrics on a loopback port, JSON logs to a file; started after the
+    test's simulator, which it then allows."""
     port = free_port()
     env = {
         **os.environ,
@@ -78,7 +82,6 @@ def operator_process(kube_cluster: KubeCluster, k8s_namespace: str, tmp_path: Pa
         "TRAIDING_CACHE_DIR": str(tmp_path / "cache"),
         "TRAIDING_METRICS_PORT": str(port),
     }
-    env.pop("TRAIDING_SIMULATOR_URL", None)
     log = tmp_path / "operator.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -109,7 +112,7 @@ def faulty_simulator(shared_data: Path) -> Iterator[ThreadedSimulator]:
         log_requests=False,
         faults=FaultConfig(error_rate=0.1, error_status=503, paths=["/api/v3/depth"], seed=3),
     )
-    sim = ThreadedSimulator(config).start()
+    sim = started(config)
     try:
         yield sim
     finally:
@@ -131,7 +134,7 @@ def test_prometheus_sees_every_metric_sli_and_dashboard_query_during_a_dry_run(
         while not prometheus.targets_up():
             assert time.monotonic() < deadline, "Prometheus never scraped the operator"
             time.sleep(0.5)
-        body = manifest("eth-nightly", faulty_simulator, **{"session.duration": "1d"})
+        body = manifest("eth-nightly", **{"session.duration": "1d"})
         body["metadata"]["labels"] = {"traiding.io/nightly": "true"}
         create_run(k8s_api, k8s_namespace, body)
         done = wait_for_run(k8s_api, k8s_namespace, "eth-nightly", phase_is("Succeeded", "Failed", "Cancelled"), "end")

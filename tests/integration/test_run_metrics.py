@@ -16,7 +16,7 @@ TRAIDING = Path(sys.executable).parent / "traiding"
 
 
 def test_a_local_run_exposes_its_metrics_while_it_trades(tmp_path: Path, simulator: ThreadedSimulator) -> None:  # noqa: F811
-    manifest = write_manifest(tmp_path, simulator, **{"session.duration": "1d"})
+    manifest = write_manifest(tmp_path, **{"session.duration": "1d"})
     port = free_port()
     command = [str(TRAIDING), "run", str(manifest), "-o", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")]
     process = subprocess.Popen([*command, "-q", "--metrics-port", str(port)], stderr=subprocess.PIPE)

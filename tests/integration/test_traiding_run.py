@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.example_runs import example_run
+from tests.integration.example_runs import example_run, started
 from traiding.cli import main
 from traiding_simulator import DataSource, SimulatorConfig, ThreadedSimulator
 
@@ -25,16 +25,17 @@ SUMMARY_KEYS = {"equity", "pnl", "roi_pct", "trades", "wins", "losses", "max_dra
 @pytest.fixture
 def simulator(shared_data: Path) -> Iterator[ThreadedSimulator]:
     config = SimulatorConfig(data=[DataSource(path=shared_data / "ETH_USDT-5m.json")], speed=3000, log_requests=False)
-    sim = ThreadedSimulator(config).start()
+    sim = started(config)
     try:
         yield sim
     finally:
         sim.stop()
 
 
-def write_manifest(tmp_path: Path, sim: ThreadedSimulator, **overrides: Any) -> Path:
+def write_manifest(tmp_path: Path, **overrides: Any) -> Path:
+    """The example against the test's simulator (see example_runs.started)."""
     path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(example_run(sim.base_url, **overrides)))
+    path.write_text(yaml.safe_dump(example_run(**overrides)))
     return path
 
 
@@ -48,7 +49,7 @@ def read_events(output: Path) -> list[dict[str, Any]]:
 
 def test_a_dry_run_passes_every_phase_and_writes_its_outputs(tmp_path: Path, simulator: ThreadedSimulator) -> None:
     output = tmp_path / "out"
-    assert run_cli(write_manifest(tmp_path, simulator), output) == 0
+    assert run_cli(write_manifest(tmp_path), output) == 0
 
     status = json.loads((output / "status.json").read_text())
     assert status["phase"] == "Succeeded"
@@ -100,7 +101,7 @@ def test_the_run_stops_at_the_first_failed_gate_and_says_why(
     tmp_path: Path, simulator: ThreadedSimulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
     output = tmp_path / "out"
-    manifest = write_manifest(tmp_path, simulator, **{"gates.backtest.minSharpe": 50})
+    manifest = write_manifest(tmp_path, **{"gates.backtest.minSharpe": 50})
     assert run_cli(manifest, output) == 1
     err = capsys.readouterr().err
     assert "Failed in Backtest: BacktestGateFailed" in err
@@ -115,7 +116,7 @@ def test_the_run_stops_at_the_first_failed_gate_and_says_why(
 def test_a_dry_run_succeeds_with_ten_percent_of_requests_failing(tmp_path: Path, simulator: ThreadedSimulator) -> None:
     simulator.set_faults(error_rate=0.1, seed=11)
     output = tmp_path / "out"
-    assert run_cli(write_manifest(tmp_path, simulator), output) == 0
+    assert run_cli(write_manifest(tmp_path), output) == 0
     stats = simulator.stats()
     assert sum(stats["faults_injected"].values()) > 0
     assert stats["responses_by_status"].get("503", stats["responses_by_status"].get(503, 0)) > 0
@@ -126,7 +127,7 @@ def test_a_sustained_outage_fails_the_run_with_the_reason(
 ) -> None:
     simulator.set_faults(maintenance=True)
     output = tmp_path / "out"
-    assert run_cli(write_manifest(tmp_path, simulator), output) == 1
+    assert run_cli(write_manifest(tmp_path), output) == 1
     err = capsys.readouterr().err
     assert "Failed in DataCheck" in err
     assert "maintenance" in err
@@ -138,7 +139,7 @@ def test_a_sustained_outage_fails_the_run_with_the_reason(
 
 def test_the_kill_switch_ends_the_session_flat_and_reports(tmp_path: Path, simulator: ThreadedSimulator) -> None:
     output = tmp_path / "out"
-    manifest = write_manifest(tmp_path, simulator, **{"risk.maxDrawdownPct": 0.01, "session.duration": "1d"})
+    manifest = write_manifest(tmp_path, **{"risk.maxDrawdownPct": 0.01, "session.duration": "1d"})
     assert run_cli(manifest, output) == 0
     events = read_events(output)
     kill = [e for e in events if e["type"] == "KillSwitch"]
@@ -151,7 +152,7 @@ def test_the_kill_switch_ends_the_session_flat_and_reports(tmp_path: Path, simul
 
 
 def test_a_killed_run_resumes_where_it_was(tmp_path: Path, simulator: ThreadedSimulator) -> None:
-    manifest = write_manifest(tmp_path, simulator, **{"session.duration": "1d"})
+    manifest = write_manifest(tmp_path, **{"session.duration": "1d"})
     output = tmp_path / "out"
     command = [str(REPO / ".venv" / "bin" / "traiding"), "run", str(manifest), "--output", str(output), "--quiet"]
     process = subprocess.Popen([*command, "--cache", str(tmp_path / "cache")], stderr=subprocess.DEVNULL)

@@ -198,3 +198,15 @@ async def test_default_hub_is_one_per_event_loop() -> None:
 
 async def _hub_of_a_new_loop() -> object:
     return default_hub()
+
+
+async def test_neither_the_key_nor_the_secret_shows_in_an_error_or_a_repr() -> None:
+    client = FakeBinance()
+    credentials = Credentials("the-api-key-value", "the-secret-value", password="the-passphrase")
+    conn = Connection("binance", client, WeightBudget(6000, safety=1.0), SETTINGS, credentials, learn_limit=False)
+    client.script = [(ccxt.AuthenticationError("binance API-key the-api-key-value rejected (the-secret-value)"), {})]
+    with pytest.raises(AuthenticationFailed) as info:
+        await conn.call(lambda: client.public_get("account", 1), retry=False)
+    for value in ("the-api-key-value", "the-secret-value"):
+        assert value not in str(info.value)
+    assert "the-api-key-value" not in repr(credentials) and "the-passphrase" not in repr(credentials)

@@ -33,6 +33,21 @@ def test_query_strings_with_signatures_are_dropped() -> None:
     assert "https://api.binance.com/api/v3/account" in clean_message(text)
 
 
+def test_what_the_remote_side_said_is_bounded_and_stripped_of_controls_and_markup() -> None:
+    body = "<html><script>alert(1)</script>" + "\x1b[31mred\x00\r\n" + "A" * 5000 + "</html>"
+    cleaned = clean_message(body)
+    assert len(cleaned) <= errors.MAX_REMOTE_TEXT and cleaned.endswith("…")
+    assert "<" not in cleaned and "\x1b" not in cleaned and "\x00" not in cleaned and "\n" not in cleaned
+    error = mapped(ccxt.ExchangeError(f"binance {body}"))
+    assert len(str(error)) < errors.MAX_REMOTE_TEXT + 100 and "<script>" not in str(error)
+
+
+def test_the_api_key_an_exchange_echoes_is_masked_too() -> None:
+    key = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
+    error = mapped(ccxt.AuthenticationError(f'binance {{"msg":"API-key {key} format invalid."}}'), secrets=(key,))
+    assert key not in str(error) and "***" in str(error)
+
+
 def test_invalid_nonce_becomes_clock_skew_with_the_measured_offset() -> None:
     error = mapped(
         ccxt.InvalidNonce('binance {"code":-1021,"msg":"Timestamp for this request is outside of the recvWindow."}'),

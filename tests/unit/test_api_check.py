@@ -132,3 +132,13 @@ async def test_symbols_must_be_listed_and_trading(tmp_path: Path, markets: dict[
         "MarketUnavailable",
         words,
     )
+
+
+async def test_credentials_that_could_not_be_read_fail_the_check_with_the_reason(tmp_path: Path) -> None:
+    ctx = context(tmp_path, AnsweringExchange(), live=True)
+    ctx.has_credentials = False  # the run names a Secret, which could not be read
+    ctx.credentials_problem = "Secret keys in namespace ns: key 'apiKey' cannot be decrypted with the operator's keys"
+    result = await run_api_check(ctx, {})
+    assert (result.outcome.kind, result.outcome.reason) == (OutcomeKind.FAILED, "CredentialsUnavailable")
+    assert result.outcome.message == ctx.credentials_problem
+    assert result.results["credentials"] == "unavailable"  # never "none": a run that names keys cannot pass without

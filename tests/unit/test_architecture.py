@@ -61,11 +61,15 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
+def is_forbidden(module: str, forbidden: tuple[str, ...]) -> bool:
+    return any(module == f or module.startswith(f + ".") for f in forbidden)
+
+
 def violations(folder: Path, forbidden: tuple[str, ...], root: Path = REPO) -> list[str]:
     found = []
     for path in sorted(folder.rglob("*.py")):
         for module in sorted(imported_modules(path)):
-            if any(module == f or module.startswith(f + ".") for f in forbidden):
+            if is_forbidden(module, forbidden):
                 found.append(f"{path.relative_to(root)} imports {module}")
     return found
 
@@ -106,3 +110,14 @@ def test_only_telemetry_imports_prometheus_client() -> None:
 
 def test_no_package_shadows_the_standard_library_operator_module() -> None:
     assert not (REPO / "operator" / "__init__.py").exists()
+
+
+# Beside the domain, read by both drivers: where runs may connect (settings) and the keys at rest (Fernet). They
+# know their libraries (pydantic-settings, cryptography), never Kubernetes, an exchange or the layers above.
+FORBIDDEN_BESIDE_THE_DOMAIN = tuple(f for f in FORBIDDEN_IN_DOMAIN if f != "asyncio")
+
+
+@pytest.mark.parametrize("module", ["traiding/settings.py", "traiding/key_encryption.py"])
+def test_the_settings_and_the_key_encryption_import_no_layer_above_them(module: str) -> None:
+    imported = imported_modules(REPO / module)
+    assert imported and not [m for m in imported if is_forbidden(m, FORBIDDEN_BESIDE_THE_DOMAIN)]

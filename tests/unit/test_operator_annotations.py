@@ -1,4 +1,4 @@
-"""Approval and cancel annotations, and how long an approval counts."""
+"""Approval and cancel annotations, and when an approval counts: at the gate, for its time to live."""
 
 from __future__ import annotations
 
@@ -7,16 +7,13 @@ from typing import Any
 
 import pytest
 
-from traiding_operator.annotations import (
-    APPROVED_AT,
-    APPROVED_BY,
-    CANCEL,
-    ApprovalRequest,
-    approval_request,
-    cancel_requested,
-    parse_time,
+from traiding_operator.annotations import APPROVED_BY, CANCEL, approver, cancel_requested, parse_time
+from traiding_operator.run_status import (
+    APPROVAL_SEEN_KEY,
+    approval_before_gate,
+    current_approval,
+    note_approval_at_gate,
 )
-from traiding_operator.run_status import APPROVAL_SEEN_KEY, current_approval
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -31,18 +28,9 @@ def test_no_cancel_annotation_means_no_cancel() -> None:
 
 
 def test_no_or_blank_approver_is_no_approval() -> None:
-    assert approval_request({}) is None
-    assert approval_request({APPROVED_BY: "  "}) is None
-
-
-def test_approval_with_and_without_a_stated_time() -> None:
-    assert approval_request({APPROVED_BY: "alice"}) == ApprovalRequest("alice", None)
-    stated = approval_request({APPROVED_BY: "alice", APPROVED_AT: "2026-11-27T11:00:00Z"})
-    assert stated == ApprovalRequest("alice", datetime(2026, 11, 27, 11, 0, tzinfo=UTC))
-
-
-def test_an_unparseable_approved_at_is_ignored() -> None:
-    assert approval_request({APPROVED_BY: "alice", APPROVED_AT: "yesterday"}) == ApprovalRequest("alice", None)
+    assert approver({}) is None
+    assert approver({APPROVED_BY: "  "}) is None
+    assert approver({APPROVED_BY: " alice "}) == "alice"
 
 
 def test_a_time_without_zone_counts_as_utc() -> None:
@@ -73,10 +61,26 @@ def test_removing_the_annotation_withdraws_the_approval() -> None:
     assert APPROVAL_SEEN_KEY not in checkpoint
 
 
-def test_the_stated_approval_time_is_recorded_unless_it_is_in_the_future() -> None:
-    past = {APPROVED_BY: "alice", APPROVED_AT: "2026-11-27T11:30:00Z"}
-    approval = current_approval(past, {}, NOW, "2h")
-    assert approval is not None and approval.approved_at == datetime(2026, 11, 27, 11, 30, tzinfo=UTC)
-    future = {APPROVED_BY: "alice", APPROVED_AT: "2026-11-28T00:00:00Z"}
-    approval = current_approval(future, {}, NOW, "2h")
-    assert approval is not None and approval.approved_at == NOW
+def test_an_approval_on_the_run_before_its_gate_never_counts_until_given_again() -> None:
+    checkpoint: dict[str, Any] = {APPROVAL_SEEN_KEY: {"approvedBy": "mallory", "firstSeenAt": NOW.isoformat()}}
+    note_approval_at_gate(checkpoint, {APPROVED_BY: "mallory"})  # e.g. written into run.yaml
+    assert approval_before_gate(checkpoint) == "mallory" and APPROVAL_SEEN_KEY not in checkpoint
+    assert current_approval({APPROVED_BY: "mallory"}, checkpoint, NOW, "2h") is None
+    assert current_approval({APPROVED_BY: "mallory"}, checkpoint, NOW + timedelta(hours=1), "2h") is None
+    # Removed, then given at the gate: it counts from then.
+    assert current_approval({}, checkpoint, NOW + timedelta(hours=1), "2h") is None
+    again = current_approval({APPROVED_BY: "mallory"}, checkpoint, NOW + timedelta(hours=2), "2h")
+    assert again is not None and again.approved_at == NOW + timedelta(hours=2)
+
+
+def test_another_approver_at_the_gate_counts_although_an_early_one_was_there() -> None:
+    checkpoint: dict[str, Any] = {}
+    note_approval_at_gate(checkpoint, {APPROVED_BY: "mallory"})
+    alice = current_approval({APPROVED_BY: "alice"}, checkpoint, NOW, "2h")
+    assert alice is not None and alice.approved_by == "alice"
+
+
+def test_a_run_reaching_its_gate_without_an_approval_records_none() -> None:
+    checkpoint: dict[str, Any] = {}
+    note_approval_at_gate(checkpoint, {CANCEL: "false"})
+    assert approval_before_gate(checkpoint) is None

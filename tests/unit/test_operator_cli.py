@@ -22,3 +22,13 @@ def test_a_lease_too_short_to_renew_is_refused(capsys: pytest.CaptureFixture[str
 def test_where_to_serve_must_be_said(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["operator", "--identity", "pod-0"]) == 2
     assert "--namespace NS (repeatable) or --all-namespaces" in capsys.readouterr().err
+
+
+def test_a_bad_setting_stops_the_operator_before_it_starts_naming_the_variable(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRAIDING_SIMULATORS", '{"default": "ftp://nowhere"}')
+    assert main(["operator", "-n", "trading"]) == 2
+    assert "invalid setting: TRAIDING_SIMULATORS['default']: URL scheme should be 'http' or 'https'" in (
+        capsys.readouterr().err
+    )

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from traiding.domain.statemachine import Decision, IllegalTransition, Phase
+from traiding.errors import UserError
 from traiding.pipeline.wiring import wait_after
 from traiding.resource import PhaseRecord, TradingRunStatus
-from traiding_operator.config import OperatorConfig
+from traiding.settings import EndpointNotAllowed, load_settings
+from traiding_operator.config import OperatorSettings
 from traiding_operator.driver import initial_status, is_final
 from traiding_operator.run_status import SPEC_CONDITION, fail_status, note_spec_generation
 
@@ -81,16 +83,55 @@ def test_waits_between_steps() -> None:
     assert wait_after(Decision(Phase.BACKTEST, "Passed", ""), 0.5) == 0.0
 
 
-def test_config_from_the_environment() -> None:
-    env = {
-        "TRAIDING_SIMULATOR_URL": "http://sim:8080",
-        "TRAIDING_CACHE_DIR": "/cache",
-        "TRAIDING_OPERATOR_IDENTITY": "pod-a",
-    }
-    assert OperatorConfig.from_env(env) == OperatorConfig("http://sim:8080", Path("/cache"), "pod-a")
-    assert OperatorConfig.from_env({}).simulator_url is None
+def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRAIDING_SIMULATORS", '{"default": "http://sim:8080", "eu-sim": "http://10.0.0.7:8080"}')
+    monkeypatch.setenv("TRAIDING_EXCHANGES", '["binance", "kraken"]')
+    monkeypatch.setenv("TRAIDING_CACHE_DIR", "/cache")
+    monkeypatch.setenv("TRAIDING_OPERATOR_IDENTITY", "pod-a")
+    settings = load_settings(OperatorSettings)
+    assert (settings.cache_dir, settings.operator_identity) == (Path("/cache"), "pod-a")
+    assert settings.simulator_url(None) == "http://sim:8080/"
+    assert settings.simulator_url("eu-sim") == "http://10.0.0.7:8080/"
+    settings.check_exchange("kraken")
+
+
+def test_an_endpoint_outside_the_allowlist_is_refused_naming_what_is_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRAIDING_SIMULATORS", '{"default": "http://sim:8080"}')
+    settings = load_settings(OperatorSettings)
+    with pytest.raises(EndpointNotAllowed) as info:
+        settings.simulator_url("attacker")
+    assert info.value.reason == "SimulatorNotAllowed"
+    assert "'attacker' is not a simulator this installation allows (configured: default" in str(info.value)
+    with pytest.raises(EndpointNotAllowed) as info:
+        settings.check_exchange("kraken")
+    assert info.value.reason == "ExchangeNotAllowed" and "(allowed: binance; TRAIDING_EXCHANGES)" in str(info.value)
+    monkeypatch.delenv("TRAIDING_SIMULATORS")
+    with pytest.raises(EndpointNotAllowed) as info:
+        load_settings(OperatorSettings).simulator_url(None)
+    assert info.value.reason == "SimulatorNotConfigured"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("TRAIDING_SIMULATORS", '{"Bad Name": "http://x"}', "TRAIDING_SIMULATORS['Bad Name']"),
+        ("TRAIDING_SIMULATORS", '{"sim": "not a url"}', "TRAIDING_SIMULATORS['sim']: Input should be a valid URL"),
+        ("TRAIDING_SIMULATORS", "http://sim:8080", "TRAIDING_SIMULATORS: not valid JSON"),
+        ("TRAIDING_METRICS_PORT", "70000", "TRAIDING_METRICS_PORT: Input should be less than or equal to 65535"),
+        ("TRAIDING_KILL_SWITCH_POLL_SECONDS", "0", "TRAIDING_KILL_SWITCH_POLL_SECONDS"),
+        ("TRAIDING_KEYS_SECRET", "traiding-keys", "TRAIDING_KEYS_SECRET needs TRAIDING_OPERATOR_NAMESPACE"),
+        ("TRAIDING_REQUIRE_ENCRYPTED_KEYS", "true", "TRAIDING_REQUIRE_ENCRYPTED_KEYS needs TRAIDING_KEYS_SECRET"),
+    ],
+)
+def test_a_bad_setting_is_refused_at_start_naming_it(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, named: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(UserError) as info:
+        load_settings(OperatorSettings)
+    assert named in str(info.value)
 
 
 def test_two_processes_never_share_a_default_identity() -> None:
-    first, second = OperatorConfig.from_env({}).identity, OperatorConfig.from_env({}).identity
+    first, second = OperatorSettings().operator_identity, OperatorSettings().operator_identity
     assert first != second and first.startswith(socket.gethostname())

@@ -100,7 +100,7 @@ def test_the_replay_start_is_an_rfc3339_time_in_the_crd_and_only_for_a_simulator
     assert "80% through the span" in start["description"] and "real and synthetic data alike" in start["description"]
     assert "synthetic" in simulator["properties"]["data"]["description"]
     assert [v["rule"] for v in simulator["x-kubernetes-validations"]] == [
-        "!has(self.url) || (!has(self.data) && !has(self.start))"
+        "!has(self.name) || (!has(self.data) && !has(self.start))"
     ]
     run = parse_manifest(manifest(exchange={"simulator": {"start": "2021-06-01T00:00:00+02:00"}}))
     assert run.spec.exchange.simulator is not None and run.spec.exchange.simulator.start is not None
@@ -129,9 +129,17 @@ def test_nested_objects_default_so_the_api_server_fills_their_fields() -> None:
         ({"exchange": {"simulator": {"start": "2021-06-01T00:00:00"}}}, "spec.exchange.simulator.start", "timezone"),
         ({"exchange": {"simulator": {"start": "yesterday"}}}, "spec.exchange.simulator.start", "datetime"),
         (
-            {"exchange": {"simulator": {"url": "http://sim:8080", "start": "2021-06-01T00:00:00Z"}}},
+            {"exchange": {"simulator": {"name": "in-cluster", "start": "2021-06-01T00:00:00Z"}}},
             "spec.exchange.simulator",
-            "a running simulator (simulator.url) replays its own data from its own start",
+            "a named simulator (simulator.name) replays its own data from its own start",
+        ),
+        # No address in a spec: a simulator is a name from the installation's allowlist, keys have fixed names.
+        ({"exchange": {"simulator": {"url": "http://evil.example"}}}, "spec.exchange.simulator.url", "Extra inputs"),
+        ({"exchange": {"simulator": {"name": "http://evil.example"}}}, "spec.exchange.simulator.name", "pattern"),
+        (
+            {"exchange": {"credentialsSecretRef": {"name": "keys", "apiKeyKey": "other"}}},
+            "spec.exchange.credentialsSecretRef.apiKeyKey",
+            "Extra inputs",
         ),
     ],
 )

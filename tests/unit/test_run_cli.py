@@ -3,6 +3,7 @@ chooses the simulator's data and window, and shows its progress."""
 
 from __future__ import annotations
 
+import argparse
 import io
 import itertools
 import re
@@ -17,7 +18,7 @@ from traiding.errors import UserError
 from traiding.manifest import load_manifest, parse_manifest
 from traiding.pipeline.local import Progress, save_status
 from traiding.resource import PhaseRecord, TradingRunSpec, TradingRunStatus
-from traiding.run_cli import _simulator_data, _synthetic_days, check_replay_window
+from traiding.run_cli import _simulator_data, _synthetic_days, check_approval_flag, check_replay_window
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -179,11 +180,33 @@ def test_liquidating_is_shown_without_shifting_the_step_numbers() -> None:
 
 
 def test_an_exchange_id_ccxt_does_not_know_is_a_clear_error_naming_the_field(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     document = yaml.safe_load((REPO / "examples" / "dry-run.yaml").read_text())
-    document["spec"]["exchange"] = {"id": "nosuchexchange", "simulator": {"url": "http://127.0.0.1:9"}}
+    document["spec"]["exchange"] = {"id": "nosuchexchange", "simulator": {"name": "test"}}
+    monkeypatch.setenv("TRAIDING_SIMULATORS", '{"test": "http://127.0.0.1:9"}')
     manifest = tmp_path / "run.yaml"
     manifest.write_text(yaml.safe_dump(document))
     assert main(["run", str(manifest), "-o", str(tmp_path / "out"), "-q"]) == 2
     assert "spec.exchange.id: unknown exchange id 'nosuchexchange'" in capsys.readouterr().err
+
+
+def test_approve_live_approves_only_a_run_that_waits_at_its_gate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "run.yaml"
+    manifest.write_text((REPO / "examples" / "dry-run.yaml").read_text())
+    # A first call would otherwise carry the approval into the gate before DataCheck, Backtest or ApiCheck ran.
+    assert main(["run", str(manifest), "-o", str(tmp_path / "out"), "-q", "--approve-live"]) == 2
+    err = capsys.readouterr().err
+    assert "--approve-live approves a live run that waits at its approval gate; this run is in Pending" in err
+    assert not (tmp_path / "out" / "events.jsonl").exists()  # nothing ran
+
+
+def test_approve_live_is_refused_before_the_gate_and_changes_nothing_after_it() -> None:
+    flag = argparse.Namespace(approve_live=True)
+    for phase in ("Pending", "DataCheck", "Backtest", "ApiCheck"):
+        with pytest.raises(UserError, match=f"this run is in {phase}"):
+            check_approval_flag(flag, TradingRunStatus(phase=phase))
+    for phase in ("AwaitingApproval", "Trading", "Liquidating"):  # at the gate; or resumed after it
+        check_approval_flag(flag, TradingRunStatus(phase=phase))

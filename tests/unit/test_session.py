@@ -499,7 +499,7 @@ async def test_a_replay_faster_than_the_polling_still_acts_on_the_candles_of_its
     ctx, sink, _ = make_context(market, tmp_path)
     # At 3000x a 5m candle lasts 0.1 s: a step every 0.2 s sees two or three new ones, none of them "missed".
     ctx.spec = TradingRunSpec.model_validate(
-        {**ctx.spec.model_dump(), "exchange": {"simulator": {"url": "http://sim", "speed": 3000}}}
+        {**ctx.spec.model_dump(), "exchange": {"simulator": {"name": "sim", "speed": 3000}}}
     )
     checkpoint: dict[str, Any] = {}
     await TradingSession(ctx, checkpoint).step()

@@ -50,6 +50,9 @@ async def run_api_check(ctx: RunContext, checkpoint: dict[str, Any]) -> PhaseRes
     if problems:
         return failed(Phase.API_CHECK, "MarketUnavailable", "; ".join(problems), results)
 
+    if ctx.credentials_problem is not None:
+        results["credentials"] = "unavailable"
+        return failed(Phase.API_CHECK, "CredentialsUnavailable", ctx.credentials_problem, results)
     if not ctx.has_credentials:
         results["credentials"] = "none (dry run on public market data)"
         message = f"{exchange_id} reachable, clock within {gate.maxClockSkewMs} ms, markets loaded; no API key"

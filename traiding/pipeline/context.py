@@ -26,6 +26,9 @@ class RunContext:
     events: EventLog
     cache: CandleCache
     has_credentials: bool
+    # Why the run's credentials could not be read (a missing Secret, a key that does not decrypt): ApiCheck fails
+    # with it; DataCheck and Backtest need no keys and run first.
+    credentials_problem: str | None = None
 
     @property
     def live(self) -> bool:

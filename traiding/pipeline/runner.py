@@ -235,6 +235,13 @@ def _apply(
         status.approval = ApprovalRecord(
             approvedBy=approval.approved_by, approvedAt=approval.approved_at, expiresAt=approval.expires_at
         )
+        ctx.events.emit(
+            Phase.TRADING.value,
+            "Approved",
+            f"live trading approved by {approval.approved_by} at {approval.approved_at.isoformat()} "
+            f"(valid until {approval.expires_at.isoformat()})",
+            metrics={"approvedBy": approval.approved_by},
+        )
     status.phase = decision.phase.value
     level: Level = (
         "error" if decision.phase is Phase.FAILED else "warning" if decision.phase is Phase.LIQUIDATING else "info"

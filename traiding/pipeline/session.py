@@ -105,7 +105,8 @@ class TradingSession:
 
     @property
     def books(self) -> OrderLifecycle:
-        assert self._books is not None, "the session is prepared at the start of each step"
+        # The session is prepared at the start of each step.
+        assert self._books is not None  # nosec B101  # narrows a type; not an input check
         return self._books
 
     def _risk(self) -> risk.RiskState:
@@ -205,6 +206,31 @@ class TradingSession:
         last_time = max((int(t) for t in self.cp.get("last_closed", {}).values()), default=0) + self.tf
         self.cp["equity"].append([last_time, self._equity()])
         return self._liquidation(OutcomeKind.PASSED, "Liquidated", "open positions closed")
+
+    # --- a kill switch's halt ------------------------------------------------------------------------------
+    async def halt(self, *, flatten: bool) -> str:
+        """Take the run's orders off the exchange (its protective stops), and with `flatten` close its positions
+        once every written intent is resolved; what the run holds now, in words. Idempotent: a halted run's
+        later steps only check again (no call at all once nothing rests on the exchange)."""
+        try:
+            await self._prepare()
+            if "started_ms" not in self.cp:
+                return "no session was started"
+            waiting = await self.books.reconcile()  # read only: an order of unknown outcome is never forgotten
+            await self.books.refresh_stops()
+            for symbol in list(self.cp["positions"]):
+                await self.books.cancel_stop(symbol)
+            if waiting:
+                return f"stops cancelled; {waiting}"
+            if flatten:
+                await self.books.close_all("kill_switch")
+        except ExchangeLayerError as error:  # retried at the next halted step
+            why = f"{type(error).__name__}: {error}"
+            self.ctx.events.emit("Trading", "HaltIncomplete", f"the halt did not complete: {why}", level="warning")
+            return f"the halt did not complete ({why}); retrying"
+        finally:
+            self._save_paper_account()
+        return f"no open orders; holding {describe_holdings({'session': self.cp})}"
 
     def _refused(self, why: str) -> PhaseResult:
         self.ctx.events.emit("Liquidating", "ExitRefused", f"the exit did not complete: {why}", level="warning")

@@ -83,11 +83,13 @@ async def open_context(
     simulator_url: str | None,
     events: EventLog,
     cache: CandleCache,
+    credentials_problem: str | None = None,
 ) -> RunContext:
     """The run's context; the exchange handle is released when `stack` closes.
 
     `simulator_url` is the simulator's base URL for runs against the simulator (None for a real exchange);
     a dry run's paper account continues from the checkpoint's saved state at every step of the session.
+    `credentials_problem`: why the credentials the run names could not be read (ApiCheck fails with it).
     """
     urls = client_urls(simulator_url) if simulator_url is not None else None
     exchange = hub.get(spec.exchange.id, credentials, urls)
@@ -104,4 +106,5 @@ async def open_context(
         events=events,
         cache=cache,
         has_credentials=credentials is not None,
+        credentials_problem=credentials_problem,
     )

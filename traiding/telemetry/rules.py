@@ -55,7 +55,7 @@ class LatencySli(Sli):
     selector: str = ""
 
     def error_ratio(self, config: SloConfig, window: str) -> str:
-        assert isinstance(self.objective, LatencyObjective)
+        assert isinstance(self.objective, LatencyObjective)  # nosec B101  # narrows a type; not an input check
         le = repr(float(self.objective.thresholdSeconds))  # as prometheus_client writes bucket bounds: 0.5, 1.0
         labels = f"{_job(config)},{self.selector}"
         return (

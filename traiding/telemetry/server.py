@@ -15,8 +15,6 @@ from traiding.telemetry.metrics import Metrics
 
 METRICS_PORT_ENV = "TRAIDING_METRICS_PORT"
 METRICS_ADDRESS_ENV = "TRAIDING_METRICS_ADDRESS"
-DEFAULT_OPERATOR_PORT = 8000
-DEFAULT_OPERATOR_ADDRESS = "0.0.0.0"  # in a container: the Service and Prometheus reach the pod's address
 
 
 @dataclass

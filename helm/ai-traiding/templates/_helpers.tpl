@@ -57,12 +57,19 @@ app.kubernetes.io/part-of: ai-traiding
 {{- printf "%s-simulator" (include "ai-traiding.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{- define "ai-traiding.simulatorUrl" -}}
-{{- if .Values.operator.simulatorUrl -}}
-{{- .Values.operator.simulatorUrl -}}
-{{- else if .Values.simulator.enabled -}}
-{{- printf "http://%s.%s.svc:%d" (include "ai-traiding.simulatorName" .) .Release.Namespace (int .Values.simulator.port) -}}
+{{/* The simulators runs may name, as JSON (TRAIDING_SIMULATORS): the chart's own is `default`. */}}
+{{- define "ai-traiding.simulators" -}}
+{{- $simulators := dict -}}
+{{- if .Values.simulator.enabled -}}
+{{- $_ := set $simulators "default" (printf "http://%s.%s.svc:%d" (include "ai-traiding.simulatorName" .) .Release.Namespace (int .Values.simulator.port)) -}}
 {{- end -}}
+{{- merge (deepCopy .Values.operator.simulators) $simulators | toJson -}}
+{{- end -}}
+
+{{/* Who writes runs' status: the operator's ServiceAccount (and any extra operator identities), as JSON. */}}
+{{- define "ai-traiding.operatorUsers" -}}
+{{- $account := printf "system:serviceaccount:%s:%s" .Release.Namespace (include "ai-traiding.serviceAccountName" .) -}}
+{{- concat (list $account) .Values.admissionPolicy.extraOperatorUsers | uniq | toJson -}}
 {{- end -}}
 
 {{/* Whether the Prometheus Operator's objects are rendered. */}}
