@@ -17,6 +17,7 @@ class DocCommand:
     document: str
     block: int  # which ```sh block of the document (each is a sequence of its own)
     line: str  # the command as written (continuations joined, the trailing comment removed)
+    raw: str  # the line as the shell gets it (continuations joined)
     argv: tuple[str, ...]  # the first command of a pipeline, with environment assignments dropped
 
     @property
@@ -24,7 +25,7 @@ class DocCommand:
         return f"{self.document}: {self.line}"
 
 
-SEPARATORS = ("|", "&&", ";")
+SEPARATORS = ("|", "&&", ";", ">", ">>", "<")  # a pipeline, a list, a redirection: the first command
 
 
 def _first_command(raw: str, tokens: list[str]) -> tuple[str, ...]:
@@ -41,6 +42,10 @@ def _first_command(raw: str, tokens: list[str]) -> tuple[str, ...]:
     return tuple(words)
 
 
+def shell_line(tokens: list[str]) -> str:
+    return " ".join(t if t in SEPARATORS else shlex.quote(t) for t in tokens)
+
+
 def doc_commands() -> list[DocCommand]:
     found = []
     for document in DOCUMENTS:
@@ -49,10 +54,10 @@ def doc_commands() -> list[DocCommand]:
                 if not raw.strip() or raw.lstrip().startswith("#"):
                     continue
                 tokens = shlex.split(raw, comments=True)
-                line = " ".join(t if t in SEPARATORS else shlex.quote(t) for t in tokens)
+                line = shell_line(tokens)
                 argv = _first_command(raw, tokens)
                 if argv:
-                    found.append(DocCommand(str(document.relative_to(REPO)), number, line, argv))
+                    found.append(DocCommand(str(document.relative_to(REPO)), number, line, raw.strip(), argv))
     return found
 
 

@@ -50,7 +50,11 @@ def test_the_failed_gate_message_is_quoted() -> None:
     [
         (ADAPTERS / "connection.py", 'log.warning("%s answered', ("binance", "120.0")),
         (ADAPTERS / "ratelimit.py", "raise RateLimited(", ("120",)),
-        (OPERATOR / "credentials.py", 'f"the operator may not read', ("binance-keys", "trading")),
+        (
+            OPERATOR / "credentials.py",
+            'f"{what}: the operator may not read',
+            ("the run's credentials", "binance-keys", "trading"),
+        ),
     ],
 )
 def test_log_lines_and_messages_are_quoted(path: Path, start: str, values: tuple[str, ...]) -> None:
