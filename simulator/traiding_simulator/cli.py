@@ -40,8 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--align-to-wall-clock",
-        action="store_true",
-        help="shift candle times by whole days so the replay starts at the current time",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="shift candle times by whole days so the replay runs on today's date, one clock with the server time "
+        "(default; --no-align-to-wall-clock serves the data's own dates)",
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of the synthetic market and the fault dice")
     parser.add_argument("--weight-limit", type=int, default=6000, help="request weight per minute (default 6000)")
@@ -59,9 +61,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fee", type=str, default="0.001", help="maker and taker commission rate (0.001 = 0.1%%)")
     parser.add_argument(
         "--duplicate-client-order-id",
-        choices=["any", "open"],
-        default="any",
-        help="reject a reused newClientOrderId always (any) or only while its order is open (open, as Binance)",
+        choices=["open", "any"],
+        default="open",
+        help="reject a reused newClientOrderId only while its order is open (open, as Binance) or always (any)",
+    )
+    parser.add_argument(
+        "--order-counting",
+        choices=["unfilled", "all"],
+        default="unfilled",
+        help="unfilled order count as Binance (unfilled: a first fill takes an order off the count) or every "
+        "order counted (all)",
     )
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
 
@@ -114,6 +123,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
             taker_fee=Decimal(args.fee),
             maker_fee=Decimal(args.fee),
             duplicate_client_order_id=args.duplicate_client_order_id,
+            order_counting=args.order_counting,
             log_requests=not args.quiet,
         )
     except (ValidationError, DataError, ValueError, InvalidOperation) as exc:

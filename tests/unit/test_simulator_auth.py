@@ -132,3 +132,27 @@ def test_public_view_hides_secrets(keys: KeyStore) -> None:
     view = keys.public_view()
     assert [k["key"] for k in view] == ["key", "blind"]
     assert all("secret" not in k for k in view)
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "recv_window", "code"),
+    [
+        (NOW * 1000 - 4_999_999, None, None),  # microseconds, 4.999999 s old: inside the default 5000 ms
+        (NOW * 1000 - 5_000_001, None, -1021),  # a microsecond past it
+        (NOW * 1000 + 999_999, None, None),  # microseconds, just under a second ahead
+        (NOW - 6000, "6000.346", None),  # a decimal recvWindow: microseconds of window
+        (NOW * 1000 - 6_000_347, "6000.346", -1021),  # ... and one microsecond beyond it
+        (NOW, "6000.3456", -1100),  # more than three decimals
+        (NOW, "60000.001", -1131),  # above the maximum
+    ],
+)
+def test_timestamps_in_microseconds_and_decimal_recv_windows_as_binance_documents(
+    keys: KeyStore, timestamp: int, recv_window: str | None, code: int | None
+) -> None:
+    payload = f"symbol=BTCUSDT&timestamp={timestamp}" + (f"&recvWindow={recv_window}" if recv_window else "")
+    if code is None:
+        assert verify(keys, signed(payload)) == "key"
+    else:
+        with pytest.raises(BinanceError) as err:
+            verify(keys, signed(payload))
+        assert err.value.code == code
