@@ -96,6 +96,11 @@ class SimulatorConfig(BaseModel):
         description="shift candle times by whole days so that the replay runs on the wall clock's date: one clock "
         "for server time, candles, orders and trades (see docs/simulator.md, 'One clock')",
     )
+    shift_days: int | None = Field(
+        None,
+        description="shift candle times by exactly this many days instead (the replay of a run resumed on another "
+        "day keeps the dates it started with)",
+    )
     seed: int = 7
     synthetic_symbols: dict[str, float] = Field(default_factory=_default_synthetic)
     synthetic_days: int = Field(30, ge=1, le=365)

@@ -113,7 +113,7 @@ def build_market(config: SimulatorConfig, wall_now_ms: int | None = None) -> Rep
     given in the data keeps its time of day on the last day that is not after `wall_now_ms` (the window stays
     exactly the one asked for); without one the replay starts at `wall_now_ms` itself, at most a day after the
     default point in the data, or before it where that would be past the data's end (then the replay clock and
-    the wall clock agree to the millisecond)."""
+    the wall clock agree to the millisecond). `shift_days` shifts by exactly that many days instead."""
     series_by_symbol: dict[str, list[Series]] = defaultdict(list)
     if config.data:
         for source in expand_sources(config.data):
@@ -135,17 +135,22 @@ def build_market(config: SimulatorConfig, wall_now_ms: int | None = None) -> Rep
             series_by_symbol[symbol.upper()].append(Series(interval_ms, candles))
     market = Market(SymbolMarket(symbol, series) for symbol, series in series_by_symbol.items())
     start = _replay_start(config, market)
-    if not config.align_to_wall_clock or wall_now_ms is None:
+    if config.shift_days is not None:
+        offset = config.shift_days * DAY_MS
+    elif not config.align_to_wall_clock or wall_now_ms is None:
         return Replay(market, start)
-    offset = ((wall_now_ms - start) // DAY_MS) * DAY_MS
-    if config.start is None and wall_now_ms - offset >= market.end_ms:
-        offset += DAY_MS  # the default point is less than a day from the end: start up to a day before it
+    else:
+        offset = ((wall_now_ms - start) // DAY_MS) * DAY_MS
+        if config.start is None:
+            if wall_now_ms - offset >= market.end_ms:
+                offset += DAY_MS  # the default point is less than a day from the end: start up to a day before it
+            start = wall_now_ms - offset
     shifted = {
         s.symbol: [Series(i, shift(s.series_for(i).candles, offset)) for i in s.intervals]  # type: ignore[union-attr]
         for s in market.by_id.values()
     }
     market = Market(SymbolMarket(symbol, series) for symbol, series in shifted.items())
-    return Replay(market, start + offset if config.start is not None else wall_now_ms, offset)
+    return Replay(market, start + offset, offset)
 
 
 def _replay_start(config: SimulatorConfig, market: Market) -> int:
