@@ -60,7 +60,10 @@ def test_an_example_ends_in_the_phase_its_comment_promises(example: Path, tmp_pa
     replay = status["checkpoint"]["replay"]
     assert replay["startMs"] == start_ms
     assert status["checkpoint"]["history"]["end_ms"] == start_ms + replay["shiftDays"] * 86_400_000
-    assert (output / "report.html").exists() and (output / "summary.json").exists()
+    assert (output / "summary.json").exists()
+    # the report shows the data's own dates, and the replay's beside them
+    report = (output / "report.html").read_text()
+    assert f"to {simulator['start'][:10]} 00:00 UTC in the data, replayed" in report
 
 
 def measured(example: str, *args: str) -> dict[str, tuple[int, int]]:
