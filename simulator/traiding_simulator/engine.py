@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any, cast
 
-from traiding.domain.orderbook import Book, BookModel, Execution, Side, TimeInForce, execute, resting_fill
+from traiding.domain.orderbook import Book, BookModel, Execution, Level, Side, TimeInForce, execute, resting_fill
 from traiding.domain.orderbook import Fill as BookFill
 from traiding_simulator import errors
 from traiding_simulator.config import SimulatorConfig
@@ -255,10 +255,10 @@ class Exchange:
         """The book at `now`, `depth` levels a side (default: as deep as orders may walk)."""
         return symbol.book(self.book_model, now, depth or self.config.book_levels)
 
-    def book(self, symbol: SymbolMarket, now: int) -> tuple[Decimal, Decimal]:
-        """(best bid, best ask) at `now`."""
+    def touch(self, symbol: SymbolMarket, now: int) -> tuple[Level, Level]:
+        """The best bid and the best ask at `now` (the book's first level a side)."""
         book = self.order_book(symbol, now, 1)
-        return book.bids[0].price, book.asks[0].price
+        return book.bids[0], book.asks[0]
 
     # --- orders
     def place(self, account_name: str, params: dict[str, str], now: int, test: bool = False) -> Order:

@@ -252,8 +252,7 @@ def book_ticker(ctx: Ctx) -> Any:
     symbols, single = _selected_symbols(ctx)
     out = []
     for s in symbols:
-        book = ctx.state.exchange.order_book(s, ctx.now, 1)
-        bid, ask = book.bids[0], book.asks[0]
+        bid, ask = ctx.state.exchange.touch(s, ctx.now)
         out.append(
             {
                 "symbol": s.id,
@@ -272,8 +271,7 @@ def ticker_24hr(ctx: Ctx) -> Any:
     out = []
     for s in symbols:
         w = s.window(ctx.now - DAY_MS, ctx.now)
-        book = ctx.state.exchange.order_book(s, ctx.now, 1)
-        bid, ask = book.bids[0], book.asks[0]
+        bid, ask = ctx.state.exchange.touch(s, ctx.now)
         price = s.price_text
         entry: dict[str, Any] = {
             "symbol": s.id,

@@ -56,7 +56,7 @@ def balances(ex: Exchange) -> dict[str, tuple[Decimal, Decimal]]:
 
 def test_book_is_the_replay_price_plus_minus_half_the_spread_on_the_tick_grid() -> None:
     ex = exchange()
-    bid, ask = ex.book(ex.market.by_id["BTCUSDT"], T0)
+    bid, ask = (level.price for level in ex.touch(ex.market.by_id["BTCUSDT"], T0))
     assert (bid, ask) == (Decimal("29997.00"), Decimal("30003.00"))
 
 
@@ -264,7 +264,7 @@ def test_a_stop_triggers_at_the_replay_moment_the_path_crosses_it_and_fills_at_t
     third = FIVE // 3
     crossed = T0 + 2 * FIVE + third + -(-(30100 - 29500) * third // 1100)
     assert (placed.status, placed.working_time, placed.update_time) == ("FILLED", crossed, crossed)
-    bid, _ = ex.book(ex.market.by_id["BTCUSDT"], crossed)
+    bid = ex.touch(ex.market.by_id["BTCUSDT"], crossed)[0].price
     assert placed.fills[0].price == bid >= Decimal("29400")
     assert ex.trades["main"][0].time == crossed and not ex.trades["main"][0].is_maker
     assert balances(ex)["BTC"] == (Decimal("0.5"), Decimal(0))
@@ -433,8 +433,12 @@ def test_the_book_depth_scales_with_the_previous_candles_volume_and_the_spread_w
     depth_calm = sum((level.qty for level in calm.order_book(symbol_calm, T0 + FIVE + 1, 20).asks), Decimal(0))
     depth_busy = sum((level.qty for level in busy.order_book(symbol_busy, T0 + FIVE + 1, 20).asks), Decimal(0))
     assert 8 < depth_busy / depth_calm < 12
-    flat_bid, flat_ask = calm.book(symbol_calm, T0 + 2 * FIVE)  # after a candle that did not move
-    wild_bid, wild_ask = calm.book(symbol_calm, T0 + 3 * FIVE + 1)  # after the 1100-point dip candle
+    flat_bid, flat_ask = (
+        level.price for level in calm.touch(symbol_calm, T0 + 2 * FIVE)
+    )  # after a candle that did not move
+    wild_bid, wild_ask = (
+        level.price for level in calm.touch(symbol_calm, T0 + 3 * FIVE + 1)
+    )  # after the 1100-point dip candle
     flat_spread = (flat_ask - flat_bid) / flat_ask * 10_000
     wild_spread = (wild_ask - wild_bid) / wild_ask * 10_000
     assert flat_spread == pytest.approx(2, abs=0.1) and wild_spread > 10
