@@ -13,6 +13,7 @@ from pydantic import SecretStr, ValidationError
 from traiding.errors import UserError
 from traiding_simulator.config import ApiKeyConfig, DataSource, FaultConfig, SimulatorConfig
 from traiding_simulator.loading import DataError, bundled_sources, parse_data_argument
+from traiding_simulator.market import DAY_MS
 from traiding_simulator.server import Simulator, serve_forever
 from traiding_simulator.urls import client_urls
 
@@ -133,7 +134,11 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
 def _announce(sim: Simulator) -> None:
     clock = sim.state.clock_view()
     symbols = ", ".join(sim.state.market.by_symbol)
-    start = datetime.fromtimestamp(clock["replay_time"] / 1000, UTC).isoformat()
+    start = datetime.fromtimestamp(clock["replay_time"] // 1000, UTC).isoformat()
+    shift = int(clock["shift_ms"])
+    if shift:  # the candles run on today's date: say where in the data that is
+        in_data = datetime.fromtimestamp((clock["replay_time"] - shift) // 1000, UTC).isoformat()
+        start += f" ({in_data} in the data, its dates moved {shift // DAY_MS} days onto today's)"
     print(f"exchange simulator on {sim.base_url}  symbols: {symbols}", flush=True)
     print(f"replay starts at {start} at {clock['speed']}x; control API: {sim.base_url}/_sim/stats", flush=True)
     print(f"ccxt: exchange.urls['api'] = {client_urls(sim.base_url)['public']!r} (+ private, sapi, ...)", flush=True)

@@ -12,6 +12,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
@@ -23,6 +24,7 @@ from pydantic import SecretStr
 
 from traiding_simulator import ApiKeyConfig, SimulatorConfig, run_simulator
 from traiding_simulator.auth import sign
+from traiding_simulator.cli import _announce
 from traiding_simulator.server import Simulator
 
 KEY, SECRET = "rules-key", "rules-secret"
@@ -226,13 +228,20 @@ async def test_server_time_candles_orders_and_trades_run_on_one_clock(
     assert clock["shift_ms"] % DAY_MS == 0 and clock["shift_ms"] > 0  # the synthetic 2024 market, moved to today
 
 
-async def test_a_start_pinned_in_the_data_keeps_its_time_of_day_on_todays_date(http: aiohttp.ClientSession) -> None:
+async def test_a_start_pinned_in_the_data_keeps_its_time_of_day_on_todays_date(
+    http: aiohttp.ClientSession, capsys: pytest.CaptureFixture[str]
+) -> None:
     async with run_simulator(config(synthetic_days=3, align_to_wall_clock=False)) as data:
         pinned = data.state.market.first_ms + DAY_MS + 12 * 3_600_000 + 5 * MINUTE_MS
     async with run_simulator(config(synthetic_days=3, start=pinned, speed=0)) as sim:
         clock = sim.state.clock_view()
         assert clock["replay_time"] - clock["shift_ms"] == pinned  # exactly the window asked for
         assert 0 <= int(time.time() * 1000) - clock["replay_time"] < DAY_MS
+        _announce(sim)  # `traiding simulator` names both: where the replay is today, and where in the data
+        replayed, in_data = (
+            datetime.fromtimestamp(ms // 1000, UTC).isoformat() for ms in (clock["replay_time"], pinned)
+        )
+        assert f"replay starts at {replayed} ({in_data} in the data, its dates moved " in capsys.readouterr().out
         async with http.get(f"{sim.base_url}/api/v3/klines?symbol=BTCUSDT&interval=1m&limit=1") as r:
             (forming,) = await r.json()
         assert forming[0] == clock["replay_time"]  # held at the start: it opens there
