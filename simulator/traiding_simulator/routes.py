@@ -352,10 +352,13 @@ def account(ctx: Ctx) -> Any:
 
 
 def _resp_type(ctx: Ctx) -> str:
+    """The answer asked for; without one, Binance's default: FULL for MARKET and LIMIT orders, ACK for the others."""
     resp_type = (ctx.params.get("newOrderRespType") or "").upper()
     if resp_type and resp_type not in {"ACK", "RESULT", "FULL"}:
         raise errors.BinanceError(400, -1100, "Illegal characters found in parameter 'newOrderRespType'.")
-    return resp_type or "FULL"
+    if resp_type:
+        return resp_type
+    return "FULL" if (ctx.params.get("type") or "").upper() in {"MARKET", "LIMIT"} else "ACK"
 
 
 def new_order(ctx: Ctx) -> Any:

@@ -206,6 +206,31 @@ async def test_orders_fill_against_the_book_the_depth_endpoint_shows(
     assert placed["fills"][0]["tradeId"] < placed["fills"][2]["tradeId"]
 
 
+async def test_without_new_order_resp_type_market_and_limit_orders_answer_full_and_others_ack(
+    sim: Simulator, http: aiohttp.ClientSession
+) -> None:
+    btc = sim.state.market.by_id["BTCUSDT"]
+    price = Decimal(repr(btc.price_at(sim.replay_now())))
+
+    def below(fraction: str) -> str:  # a price under the market, on the tick
+        return str((price * Decimal(fraction)).quantize(Decimal("0.01")))
+
+    _, market, _ = await order(http, sim, side="BUY", type="MARKET", quantity="0.001")
+    _, limit, _ = await order(
+        http, sim, side="BUY", type="LIMIT", timeInForce="GTC", quantity="0.001", price=below("0.9")
+    )
+    _, maker, _ = await order(http, sim, side="BUY", type="LIMIT_MAKER", quantity="0.001", price=below("0.8"))
+    stop = below("0.7")
+    _, stop_order, _ = await order(
+        http, sim, side="SELL", type="STOP_LOSS_LIMIT", timeInForce="GTC", quantity="0.001", price=stop, stopPrice=stop
+    )
+    assert "fills" in market and "fills" in limit  # FULL
+    ack = {"symbol", "orderId", "orderListId", "clientOrderId", "transactTime"}
+    assert set(maker) == ack and set(stop_order) == ack
+    _, asked, _ = await order(http, sim, side="BUY", type="MARKET", quantity="0.001", newOrderRespType="RESULT")
+    assert "status" in asked and "fills" not in asked  # asked for: as asked
+
+
 # --- one clock -----------------------------------------------------------------------------------------------------
 
 
