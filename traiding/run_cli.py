@@ -32,7 +32,7 @@ from traiding.errors import UserError
 from traiding.manifest import load_manifest
 from traiding.pipeline.events import EventLog, JsonlSink
 from traiding.pipeline.local import Progress, drive, load_status, save_status
-from traiding.pipeline.report_files import LiveReport, write_report_files
+from traiding.pipeline.report_files import REPLAY_KEY, LiveReport, write_report_files
 from traiding.pipeline.wiring import SPEC_KEY, RunIdentity, approval_of, market_speed, open_context, poll_seconds
 from traiding.resource import SYNTHETIC_DATA, TradingRun, TradingRunSpec, TradingRunStatus
 from traiding.settings import EndpointNotAllowed, EndpointSettings, load_settings
@@ -139,8 +139,12 @@ def _synthetic_days(spec: TradingRunSpec) -> int:
     return days
 
 
-def _simulator_config(spec: TradingRunSpec, data: list[DataSource], *, hold: bool) -> SimulatorConfig:
-    """`hold`: the replay stands still at its start until the trading session begins (see `_ReplayHold`)."""
+def _simulator_config(
+    spec: TradingRunSpec, data: list[DataSource], *, hold: bool, replay: dict[str, int] | None = None
+) -> SimulatorConfig:
+    """`hold`: the replay stands still at its start until the trading session begins (see `_ReplayHold`).
+    `replay`: where and by how many days a run that is resumed replayed its market (`REPLAY_KEY`), so it goes on
+    in the same market time whatever the day it is resumed on."""
     sim = spec.exchange.simulator
     assert sim is not None  # nosec B101  # narrows a type; not an input check
     keys = []
@@ -150,7 +154,8 @@ def _simulator_config(spec: TradingRunSpec, data: list[DataSource], *, hold: boo
     return SimulatorConfig(
         data=data,
         speed=0.0 if hold else sim.speed,
-        start=sim.start,
+        start=replay["startMs"] if replay else sim.start,
+        shift_days=replay["shiftDays"] if replay else None,
         seed=sim.seed,
         keys=keys,
         log_requests=False,
@@ -256,16 +261,21 @@ async def _run(
             else:
                 data, described = _simulator_data(spec, args.manifest.resolve().parent)
                 hold = Phase(status.phase) not in (Phase.TRADING, Phase.REPORTING)
-                sim = await stack.enter_async_context(run_simulator(_simulator_config(spec, data, hold=hold)))
-                market, start_ms = sim.state.market, sim.state.replay.start_ms
-                check_replay_window(spec, market.first_ms, market.end_ms, start_ms)
+                config = _simulator_config(spec, data, hold=hold, replay=status.checkpoint.get(REPLAY_KEY))
+                sim = await stack.enter_async_context(run_simulator(config))
+                market, start_ms, shift = sim.state.market, sim.state.replay.start_ms, sim.state.shift_ms
+                # in the data's own dates, as the manifest gives them
+                check_replay_window(spec, market.first_ms - shift, market.end_ms - shift, start_ms - shift)
+                status.checkpoint[REPLAY_KEY] = {"startMs": start_ms - shift, "shiftDays": shift // DAY_MS}
                 observers.append(_ReplayHold(sim, market_speed(spec)))
                 base_url = sim.base_url
                 events.emit(
                     "Pending",
                     "SimulatorStarted",
-                    f"exchange simulator on {base_url} replaying {described} from {format_time(start_ms)} at "
-                    f"{market_speed(spec):g}x (held there until the trading session begins)",
+                    f"exchange simulator on {base_url} replaying {described} from {format_time(start_ms - shift)} "
+                    f"at {market_speed(spec):g}x (held there until the trading session begins), on the wall "
+                    f"clock's date: market times are the data's plus {shift // DAY_MS} days (the start is "
+                    f"{format_time(start_ms)})",
                 )
         stack.push_async_callback(hub.close)  # after the simulator's exit, so connections close before it stops
         try:

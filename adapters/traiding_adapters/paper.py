@@ -1,20 +1,23 @@
 """A paper broker for dry runs: the order half of `Exchange`, filled against REAL market prices.
 
-Prices come from the underlying exchange (order book, else ticker); the account is simulated in memory and
-the real account is never touched (the broker only ever calls the market-data methods).
-
-Fill model, deterministic for a given seed and market data:
-- market orders walk the real order book's levels (a buy takes the asks) and pay `slippage_bps` on top of
-  each level's price; what the book's depth cannot fill is cancelled (IOC), giving a partial fill;
-- optionally (`partial_fill_probability`) a seeded draw fills only a fraction in
-  [`min_fill_ratio`, 1) of an order the book could fill, standing for queue position and latency;
-- limit orders fill at their limit price (or better) when the market crosses them, checked on creation and
-  on every `fetch_order` / `poll`; until then they reserve funds;
-- stop_loss_limit sells (the protective stop of a position) rest with their amount reserved; they trigger
-  when the market's candles since they were placed reach the stop (also while nobody asked: the next look
-  replays the path), then fill at the stop, or at the candle's open when it gapped below the stop, unless that
-  is below the limit price: then the order rests as a limit sell at its limit price;
+Prices come from the underlying exchange; the account is simulated in memory and the real account is never
+touched (the broker only ever calls the market-data methods). Orders fill by the fill model the exchange
+simulator uses (`traiding.domain.orderbook`), so a dry run and a live run against the simulator agree:
+- market orders walk the exchange's order book level by level at each level's price (the book is the
+  slippage); what its depth cannot fill expires, giving a partial fill. Only a market without a book (a ticker
+  alone) is filled at the ticker's price plus `slippage_bps`;
+- optionally (`partial_fill_probability`) a seeded draw fills only a fraction in [`min_fill_ratio`, 1) of an
+  order the book could fill, standing for queue position and latency;
+- limit orders take what their price crosses in the book at once; the rest rests with its funds reserved and
+  fills as a maker at its price, at the moment the market's candles reached it, with the volume that traded
+  there (`orderbook.resting_fill`: a large order fills over several candles);
+- stop_loss_limit sells (the protective stop of a position) rest with their amount reserved; they trigger at the
+  moment the candles' price path (`traiding.domain.pricepath`) reaches the stop, also while nobody asked, and
+  then meet the book of that moment as the simulator models it from the candles (`orderbook.BookModel`); what
+  their limit does not reach rests as a limit sell. Resting orders are decided on closed candles only: the path
+  of a forming candle is not known yet;
 - fees are `fee_rate` of the notional, paid in the quote currency.
+Without candles (market data that has none) resting orders fill when the ticker crosses them.
 Client order ids work as on the exchange: creating an order whose id exists returns that order.
 """
 
@@ -23,19 +26,24 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol, runtime_checkable
 
+from traiding.domain.orderbook import Book, BookModel, Fill, Level, Side, execute, resting_fill
+from traiding.domain.pricepath import PricePath
 from traiding.domain.timeframes import timeframe_ms
 from traiding_adapters.errors import InsufficientFunds, InvalidOrder, OrderNotFound
 from traiding_adapters.exchange import (
     Balance,
     CandleData,
     Fee,
+    Market,
     MarketData,
     Order,
     OrderBook,
     OrderRequest,
+    OrderSide,
     OrderStatus,
     Position,
 )
@@ -43,23 +51,37 @@ from traiding_adapters.observer import NULL_OBSERVER, ExchangeObserver, observe_
 
 _EPSILON = 1e-12
 KEPT_FINISHED_ORDERS = 50  # finished orders a snapshot keeps for lookups by client order id
+FINEST_STEP = Decimal("0.00000001")  # amounts where the market's lot step is not known (Binance's precision)
+
+
+@runtime_checkable
+class MarketRules(Protocol):
+    async def load_markets(self) -> dict[str, Market]: ...
 
 
 @dataclass(frozen=True)
 class PaperSettings:
     fee_rate: float = 0.001
-    slippage_bps: float = 5.0
+    slippage_bps: float = 5.0  # only where the market has no order book: otherwise the book is the slippage
     partial_fill_probability: float = 0.0
     min_fill_ratio: float = 0.3
     book_depth: int = 100
     seed: int = 0
-    candle_timeframe: str = "1m"  # candles a resting stop is checked against (the run's timeframe)
+    candle_timeframe: str = "1m"  # candles resting orders are checked against (the run's timeframe)
+    book_model: BookModel = field(default_factory=BookModel)  # the book at a past moment, modelled from candles
 
 
 @dataclass
 class _Account:
     free: dict[str, float]
     used: dict[str, float]
+
+
+@dataclass(frozen=True)
+class _Grid:
+    tick: Decimal | None
+    step: Decimal
+    decimals: int | None
 
 
 class PaperBroker:
@@ -86,9 +108,11 @@ class PaperBroker:
         self._reserved: dict[str, tuple[str, float]] = {}  # client order id -> (currency, amount reserved)
         self._positions: dict[str, Position] = {}
         self._next_id = 1
-        # stop orders: the market time they were placed (checked from there), and when they triggered
-        self._stop_since: dict[str, int] = {}
+        # resting orders: the market time from which their candles are still to be looked at; stops: when they
+        # triggered
+        self._watch: dict[str, int] = {}
         self._triggered: dict[str, int] = {}
+        self._grids: dict[str, _Grid] = {}
 
     # -- OrderApi --------------------------------------------------------------------------------------
 
@@ -118,7 +142,7 @@ class PaperBroker:
         base, quote = _split(request.symbol)
         submitted = time.perf_counter()
         if request.type == "market":
-            order = await self._fill_market(request, base, quote)
+            order = await self._fill_market(request, quote)
         elif request.type == "stop_loss_limit":
             order = await self._place_stop(request, base, quote)
         else:
@@ -130,7 +154,7 @@ class PaperBroker:
     async def fetch_order(self, symbol: str, *, client_order_id: str) -> Order:
         order = self._get(symbol, client_order_id)
         if order.status == "open":
-            order = await self._try_fill(order)
+            order = await self._advance(order)
         return order
 
     async def supports_protective_stops(self, symbol: str) -> bool:
@@ -145,7 +169,7 @@ class PaperBroker:
         if order.status != "open":
             raise OrderNotFound(f"paper order {client_order_id} is {order.status}, not open: nothing to cancel")
         self._unreserve(client_order_id)
-        self._stop_since.pop(client_order_id, None)
+        self._watch.pop(client_order_id, None)
         self._triggered.pop(client_order_id, None)
         cancelled = order.model_copy(update={"status": "canceled"})
         self._orders[client_order_id] = cancelled
@@ -156,7 +180,7 @@ class PaperBroker:
         filled = []
         for order in list(self._orders.values()):
             if order.status == "open":
-                updated = await self._try_fill(order)
+                updated = await self._advance(order)
                 if updated.status == "closed":
                     filled.append(updated)
         return filled
@@ -174,7 +198,7 @@ class PaperBroker:
             "positions": [position.model_dump() for position in self._positions.values()],
             "next_id": self._next_id,
             "rng": [version, list(internal), gauss],
-            "stop_since": dict(self._stop_since),
+            "watch": dict(self._watch),
             "triggered": dict(self._triggered),
         }
 
@@ -192,45 +216,43 @@ class PaperBroker:
         self._reserved = {cid: (pair[0], float(pair[1])) for cid, pair in state["reserved"].items()}
         self._positions = {p["symbol"]: Position.model_validate(p) for p in state["positions"]}
         self._next_id = int(state["next_id"])
-        self._stop_since = {cid: int(t) for cid, t in state.get("stop_since", {}).items()}
+        # "stop_since": what snapshots of earlier versions called the stops' watch
+        self._watch = {cid: int(t) for cid, t in state.get("watch", state.get("stop_since", {})).items()}
         self._triggered = {cid: int(t) for cid, t in state.get("triggered", {}).items()}
         version, internal, gauss = state["rng"]
         self._rng.setstate((version, tuple(internal), gauss))
 
-    # -- fills -----------------------------------------------------------------------------------------
+    # -- arriving orders -------------------------------------------------------------------------------
 
-    async def _fill_market(self, request: OrderRequest, base: str, quote: str) -> Order:
-        book = await self._book(request.symbol)
-        levels = book.asks if request.side == "buy" else book.bids
-        slip = self.settings.slippage_bps / 10_000
-        target = request.amount * self._fill_ratio()
-        filled = 0.0
-        cost = 0.0
-        for price, size in levels:
-            if filled >= target - _EPSILON:
-                break
-            take = min(size, target - filled)
-            fill_price = price * (1 + slip) if request.side == "buy" else price * (1 - slip)
-            filled += take
-            cost += take * fill_price
-        if filled <= _EPSILON:
+    async def _fill_market(self, request: OrderRequest, quote: str) -> Order:
+        book, now = await self._book(request.symbol)
+        grid = await self._grid(request.symbol)
+        target = _decimal(request.amount * self._fill_ratio())
+        execution = execute(book, _side(request.side), qty=target, step=grid.step)
+        if not execution.fills:
             raise InvalidOrder(f"no liquidity in the {request.symbol} order book for a market {request.side}")
+        filled, cost = float(execution.qty), float(execution.quote)
         fee = cost * self.settings.fee_rate
         self._settle(request, filled, cost, fee)
         # a market order's unfilled rest is cancelled (IOC), as Binance reports it: EXPIRED
         status: OrderStatus = "closed" if filled >= request.amount - _EPSILON else "expired"
-        return self._order(request, status=status, filled=filled, cost=cost, fee=fee, quote=quote)
+        order = self._order(request, status=status, filled=filled, cost=cost, fee=fee, quote=quote)
+        return order.model_copy(update={"last_trade_timestamp": now})
 
     async def _place_limit(self, request: OrderRequest, base: str, quote: str) -> Order:
         assert request.price is not None  # nosec B101  # narrows a type; not an input check
-        price = request.price
         if request.side == "buy":
-            need = request.amount * price * (1 + self.settings.fee_rate)
-            self._reserve(request.client_order_id, quote, need)
+            self._reserve(request.client_order_id, quote, request.amount * request.price * (1 + self.settings.fee_rate))
         else:
             self._reserve(request.client_order_id, base, request.amount)
         order = self._order(request, status="open", filled=0.0, cost=0.0, fee=0.0, quote=quote)
-        return await self._try_fill_limit(order)
+        book, now = await self._book(request.symbol)
+        grid = await self._grid(request.symbol)
+        taken = execute(
+            book, _side(request.side), qty=_decimal(request.amount), limit=_decimal(request.price), step=grid.step
+        )
+        self._watch[request.client_order_id] = now
+        return self._apply(order, [(f, now) for f in taken.fills])
 
     async def _place_stop(self, request: OrderRequest, base: str, quote: str) -> Order:
         if request.side != "sell":
@@ -242,116 +264,116 @@ class PaperBroker:
         if reference is not None and reference <= request.stop_price:
             raise InvalidOrder(f"stop {request.stop_price:g} is at or above the market {reference:g}: it triggers now")
         self._reserve(request.client_order_id, base, request.amount)
-        self._stop_since[request.client_order_id] = int(ticker.timestamp or self._clock_ms())
+        self._watch[request.client_order_id] = int(ticker.timestamp or self._clock_ms())
         return self._order(request, status="open", filled=0.0, cost=0.0, fee=0.0, quote=quote)
 
-    async def _try_fill(self, order: Order) -> Order:
-        if order.type == "stop_loss_limit":
-            return await self._try_fill_stop(order)
-        return await self._try_fill_limit(order)
+    # -- resting orders --------------------------------------------------------------------------------
 
-    async def _try_fill_stop(self, order: Order) -> Order:
-        """Replay the market since the stop was placed (or triggered): the first candle that reaches the stop
-        triggers it; it fills at the stop (the candle's open if it gapped lower) unless that is below the limit."""
-        coid = order.client_order_id or ""
-        assert order.stop_price is not None and order.price is not None  # nosec B101  # narrows a type
+    async def _advance(self, order: Order) -> Order:
+        """Replay the closed candles since the order was last looked at: a stop triggers where the path first
+        reaches it and meets the book of that moment; a resting order fills with what traded at its price."""
+        if order.type not in ("limit", "stop_loss_limit") or order.price is None:
+            return order
+        if not isinstance(self._market, CandleData):
+            return await self._advance_on_ticker(order)
+        coid = order.client_order_id or order.id
         ticker = await self._market.fetch_ticker(order.symbol)
         now = int(ticker.timestamp or self._clock_ms())
-        since = self._triggered.get(coid, self._stop_since.get(coid, now))
+        since = self._watch.get(coid, now)
         tf = timeframe_ms(self.settings.candle_timeframe)
-        points: list[tuple[int, float, float, float]] = []  # (time, open, low, high) of each candle after `since`
-        if isinstance(self._market, CandleData):
-            candles = await self._market.fetch_ohlcv(order.symbol, self.settings.candle_timeframe, since, now + tf)
-            points = [
-                (int(t), float(o), float(lo), float(h))
-                for t, o, lo, h in zip(candles.time, candles.open, candles.low, candles.high, strict=True)
-                if t >= since
-            ]
-        bid = ticker.bid if ticker.bid is not None else ticker.last
-        if bid is not None:
-            points.append((now, bid, bid, bid))
-        for at, open_, low, high in points:
-            if coid not in self._triggered:
-                if low > order.stop_price:
-                    continue
-                self._triggered[coid] = at
-                price = min(open_, order.stop_price)
-                if price >= order.price:
-                    return self._fill_stop(order, price, at)
-            if high >= order.price:  # triggered earlier below its limit: a resting limit sell at the limit
-                return self._fill_stop(order, order.price, at)
-        if coid not in self._triggered:
-            # Checked up to now: the next look starts at the candle still forming instead of replaying the
-            # whole life of the position.
-            self._stop_since[coid] = max(since, now - tf)
-        return order
-
-    def _fill_stop(self, order: Order, price: float, at: int) -> Order:
-        coid = order.client_order_id or order.id
-        fill_price = price * (1 - self.settings.slippage_bps / 10_000)
-        cost = order.amount * fill_price
-        fee = cost * self.settings.fee_rate
-        self._unreserve(coid)
-        request = OrderRequest(
-            symbol=order.symbol, side="sell", type="limit", amount=order.amount, price=order.price, client_order_id=coid
-        )
-        self._settle(request, order.amount, cost, fee)
-        self._stop_since.pop(coid, None)
-        self._triggered.pop(coid, None)
-        filled = order.model_copy(
-            update={
-                "status": "closed",
-                "filled": order.amount,
-                "remaining": 0.0,
-                "average": fill_price,
-                "cost": cost,
-                "fees": (Fee(currency=_split(order.symbol)[1], cost=fee),),
-                "last_trade_timestamp": at,
-            }
-        )
-        self._orders[coid] = filled
-        return filled
-
-    async def _try_fill_limit(self, order: Order) -> Order:
-        if order.type != "limit" or order.price is None:
+        # from the candle before `since`: the book at a moment is shaped by the candle closed before it
+        candles = await self._market.fetch_ohlcv(order.symbol, self.settings.candle_timeframe, since - tf, now)
+        closed = candles.slice(0, int((candles.time + tf <= now).sum()))
+        if len(closed) == 0 or int(closed.time[-1]) + tf <= since:
             return order
+        until = int(closed.time[-1]) + tf - 1  # the last millisecond of the newest closed candle
+        grid = await self._grid(order.symbol)
+        path = PricePath(closed, tf, grid.decimals)
+        price = _decimal(order.price)
+        fills: list[tuple[Fill, int]] = []
+        remaining = _decimal(order.remaining)
+        if order.type == "stop_loss_limit" and coid not in self._triggered:
+            assert order.stop_price is not None  # nosec B101  # narrows a type
+            at = path.first_crossing(since, until, order.stop_price, falling=True)
+            if at is None:
+                self._watch[coid] = until + 1
+                return order
+            self._triggered[coid] = at
+            book = self.settings.book_model.book_at(
+                order.symbol, path, at, tick=grid.tick or FINEST_STEP, step=grid.step, depth=self.settings.book_depth
+            )
+            taken = execute(book, "SELL", qty=remaining, limit=price, step=grid.step)
+            fills += [(f, at) for f in taken.fills]
+            remaining -= taken.qty
+            since = at
+        for crossing in path.crossings(since, until, order.price, falling=order.side == "buy"):
+            if remaining <= 0:
+                break
+            qty = resting_fill(remaining, crossing.volume, grid.step)
+            if qty > 0:
+                fills.append((Fill(price, qty), crossing.time))
+                remaining -= qty
+        self._watch[coid] = until + 1
+        return self._apply(order, fills)
+
+    async def _advance_on_ticker(self, order: Order) -> Order:
+        """Market data without candles: a stop triggers when the bid reaches it and fills there unless that is
+        below its limit; a resting order fills whole when the ticker crosses its price."""
+        assert order.price is not None  # nosec B101  # narrows a type
+        coid = order.client_order_id or order.id
         ticker = await self._market.fetch_ticker(order.symbol)
+        now = int(ticker.timestamp or self._clock_ms())
         reference = ticker.ask if order.side == "buy" else ticker.bid
         reference = reference if reference is not None else ticker.last
         if reference is None:
             return order
-        crossed = reference <= order.price if order.side == "buy" else reference >= order.price
+        price = order.price
+        if order.type == "stop_loss_limit" and coid not in self._triggered:
+            assert order.stop_price is not None  # nosec B101  # narrows a type
+            if reference > order.stop_price:
+                return order
+            self._triggered[coid] = now
+        crossed = reference <= price if order.side == "buy" else reference >= price
         if not crossed:
             return order
         # a resting order fills at its own price; one that was marketable on arrival at the better market
-        fill_price = min(order.price, reference) if order.side == "buy" else max(order.price, reference)
-        amount = order.remaining
-        cost = amount * fill_price
-        fee = cost * self.settings.fee_rate
+        fill_price = min(price, reference) if order.side == "buy" else max(price, reference)
+        return self._apply(order, [(Fill(_decimal(fill_price), _decimal(order.remaining)), now)])
+
+    def _apply(self, order: Order, fills: list[tuple[Fill, int]]) -> Order:
+        """Book `fills` (each at its market time) into the account and the order; a complete order is closed."""
+        if not fills:
+            return order
+        coid = order.client_order_id or order.id
         quote = _split(order.symbol)[1]
-        self._unreserve(order.client_order_id or "")
+        amount = float(sum((f.qty for f, _ in fills), Decimal(0)))
+        cost = float(sum((f.quote for f, _ in fills), Decimal(0)))
+        fee = cost * self.settings.fee_rate
+        per_unit = (order.price or 0.0) * (1 + self.settings.fee_rate) if order.side == "buy" else 1.0
+        self._unreserve(coid, amount * per_unit)
         request = OrderRequest(
-            symbol=order.symbol,
-            side=order.side,
-            type="limit",
-            amount=amount,
-            price=order.price,
-            client_order_id=order.client_order_id or order.id,
+            symbol=order.symbol, side=order.side, type="limit", amount=amount, price=order.price, client_order_id=coid
         )
         self._settle(request, amount, cost, fee)
-        filled = order.model_copy(
+        filled = order.filled + amount
+        done = filled >= order.amount - _EPSILON
+        if done:
+            self._unreserve(coid)
+            self._watch.pop(coid, None)
+            self._triggered.pop(coid, None)
+        updated = order.model_copy(
             update={
-                "status": "closed",
-                "filled": order.filled + amount,
-                "remaining": 0.0,
-                "average": fill_price,
+                "status": "closed" if done else "open",
+                "filled": filled,
+                "remaining": max(order.amount - filled, 0.0),
+                "average": (order.cost + cost) / filled,
                 "cost": order.cost + cost,
                 "fees": (Fee(currency=quote, cost=order.fee_in(quote) + fee),),
+                "last_trade_timestamp": max(at for _, at in fills),
             }
         )
-        if order.client_order_id:
-            self._orders[order.client_order_id] = filled
-        return filled
+        self._orders[coid] = updated
+        return updated
 
     # -- bookkeeping -----------------------------------------------------------------------------------
 
@@ -392,12 +414,20 @@ class PaperBroker:
         self._account.used[currency] = self._account.used.get(currency, 0.0) + amount
         self._reserved[client_order_id] = (currency, amount)
 
-    def _unreserve(self, client_order_id: str) -> None:
-        reserved = self._reserved.pop(client_order_id, None)
-        if reserved is not None:
-            currency, amount = reserved
-            self._account.used[currency] = self._account.used.get(currency, 0.0) - amount
-            self._account.free[currency] = self._account.free.get(currency, 0.0) + amount
+    def _unreserve(self, client_order_id: str, amount: float | None = None) -> None:
+        """Give back `amount` of what the order reserved (all of it by default)."""
+        reserved = self._reserved.get(client_order_id)
+        if reserved is None:
+            return
+        currency, held = reserved
+        released = held if amount is None else min(amount, held)
+        if held - released > _EPSILON:
+            self._reserved[client_order_id] = (currency, held - released)
+        else:
+            released = held
+            del self._reserved[client_order_id]
+        self._account.used[currency] = self._account.used.get(currency, 0.0) - released
+        self._account.free[currency] = self._account.free.get(currency, 0.0) + released
 
     def _fill_ratio(self) -> float:
         probability = self.settings.partial_fill_probability
@@ -407,18 +437,34 @@ class PaperBroker:
             return 1.0
         return self.settings.min_fill_ratio + (1 - self.settings.min_fill_ratio) * self._rng.random()
 
-    async def _book(self, symbol: str) -> OrderBook:
-        book = await self._market.fetch_order_book(symbol, self.settings.book_depth)
+    async def _book(self, symbol: str) -> tuple[Book, int]:
+        """The exchange's order book now, and its market time; a ticker's prices with unlimited depth (and
+        `slippage_bps`) where the market has no book."""
+        book: OrderBook = await self._market.fetch_order_book(symbol, self.settings.book_depth)
         if book.asks and book.bids:
-            return book
+            return Book.of_floats(book.bids, book.asks), int(book.timestamp or self._clock_ms())
         ticker = await self._market.fetch_ticker(symbol)
-        # no book: one deep level at the ticker's prices
         ask = ticker.ask or ticker.last
         bid = ticker.bid or ticker.last
         if ask is None or bid is None:
             raise InvalidOrder(f"no price for {symbol} on the market data source")
-        deep = float("inf")
-        return OrderBook(symbol=symbol, timestamp=ticker.timestamp, bids=((bid, deep),), asks=((ask, deep),))
+        slip = self.settings.slippage_bps / 10_000
+        deep = Decimal(10) ** 18
+        one_level = Book(
+            bids=(Level(_decimal(bid * (1 - slip)), deep),), asks=(Level(_decimal(ask * (1 + slip)), deep),)
+        )
+        return one_level, int(ticker.timestamp or self._clock_ms())
+
+    async def _grid(self, symbol: str) -> _Grid:
+        """The symbol's tick and lot step where the market data tells them (the paper broker's own exchange)."""
+        grid = self._grids.get(symbol)
+        if grid is None:
+            market = (await self._market.load_markets()).get(symbol) if isinstance(self._market, MarketRules) else None
+            tick = _decimal(market.tick_size) if market is not None and market.tick_size else None
+            step = _decimal(market.step_size) if market is not None and market.step_size else FINEST_STEP
+            decimals = max(-int(tick.as_tuple().exponent), 0) if tick is not None else None
+            grid = self._grids[symbol] = _Grid(tick, step, decimals)
+        return grid
 
     def _order(
         self, request: OrderRequest, *, status: OrderStatus, filled: float, cost: float, fee: float, quote: str
@@ -450,6 +496,14 @@ class PaperBroker:
         if order is None or order.symbol != symbol:
             raise OrderNotFound(f"paper order {client_order_id} for {symbol} does not exist")
         return order
+
+
+def _decimal(value: float) -> Decimal:
+    return Decimal(repr(float(value)))
+
+
+def _side(side: OrderSide) -> Side:
+    return "BUY" if side == "buy" else "SELL"
 
 
 def _split(symbol: str) -> tuple[str, str]:

@@ -166,8 +166,10 @@ def _metrics_check(source: str, text: str) -> Check:
 
 def check_metrics(api: ApiClient, namespace: str | None, url: str | None) -> Check:
     if url:
+        if not url.startswith(("http://", "https://")):
+            return Check("metrics", False, f"{url}: --metrics-url takes an http:// or https:// URL")
         try:
-            with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
+            with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:  # nosec B310  # http(s) only, above
                 return _metrics_check(url, response.read().decode(errors="replace"))
         except OSError as error:
             return Check("metrics", False, f"{url}: {error}")

@@ -1,5 +1,8 @@
 """API keys and Binance's SIGNED request check: HMAC-SHA256 over the exact bytes sent, timestamp, recvWindow.
 
+`timestamp` may be in milliseconds or microseconds, `recvWindow` a decimal with up to three places (microseconds),
+as Binance's "Timing security" allows; both are compared in (fractional) milliseconds.
+
 Binance signs `totalParams`: the query string concatenated (no separator) with the request body, both as
 sent on the wire and without the `signature` parameter. ccxt puts everything in the query for GET/DELETE
 and in a form body for POST, so one of the two is empty there.
@@ -9,10 +12,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable
+from decimal import Decimal
 
 from traiding_simulator import errors
 from traiding_simulator.config import ApiKeyConfig
+
+# Epoch times at or above this are microseconds: in milliseconds it would be the year 33658.
+MICROSECONDS_FROM = 10**15
+_RECV_WINDOW = re.compile(r"[0-9]+(\.[0-9]{1,3})?")
+
+
+def epoch_ms(value: int) -> Decimal:
+    """A timestamp parameter in milliseconds, given in milliseconds or microseconds."""
+    return Decimal(value) / 1000 if value >= MICROSECONDS_FROM else Decimal(value)
 
 
 def strip_signature(raw: str) -> tuple[str, str | None]:
@@ -90,10 +104,13 @@ class KeyStore:
         if not timestamp_text:
             raise errors.missing_param("timestamp")
         try:
-            timestamp = int(timestamp_text)
-            recv_window = int(params.get("recvWindow") or default_recv_window_ms)
+            timestamp = epoch_ms(int(timestamp_text))
         except ValueError:
             raise errors.bad_param("timestamp") from None
+        recv_text = params.get("recvWindow") or str(default_recv_window_ms)
+        if not _RECV_WINDOW.fullmatch(recv_text):
+            raise errors.bad_param("recvWindow")
+        recv_window = Decimal(recv_text)
         if recv_window > max_recv_window_ms or recv_window <= 0:
             raise errors.recv_window_too_large()
         if timestamp >= server_time_ms + 1000:

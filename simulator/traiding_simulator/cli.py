@@ -13,6 +13,7 @@ from pydantic import SecretStr, ValidationError
 from traiding.errors import UserError
 from traiding_simulator.config import ApiKeyConfig, DataSource, FaultConfig, SimulatorConfig
 from traiding_simulator.loading import DataError, bundled_sources, parse_data_argument
+from traiding_simulator.market import DAY_MS
 from traiding_simulator.server import Simulator, serve_forever
 from traiding_simulator.urls import client_urls
 
@@ -40,8 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--align-to-wall-clock",
-        action="store_true",
-        help="shift candle times by whole days so the replay starts at the current time",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="shift candle times by whole days so the replay runs on today's date, one clock with the server time "
+        "(default; --no-align-to-wall-clock serves the data's own dates)",
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of the synthetic market and the fault dice")
     parser.add_argument("--weight-limit", type=int, default=6000, help="request weight per minute (default 6000)")
@@ -59,9 +62,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fee", type=str, default="0.001", help="maker and taker commission rate (0.001 = 0.1%%)")
     parser.add_argument(
         "--duplicate-client-order-id",
-        choices=["any", "open"],
-        default="any",
-        help="reject a reused newClientOrderId always (any) or only while its order is open (open, as Binance)",
+        choices=["open", "any"],
+        default="open",
+        help="reject a reused newClientOrderId only while its order is open (open, as Binance) or always (any)",
+    )
+    parser.add_argument(
+        "--order-counting",
+        choices=["unfilled", "all"],
+        default="unfilled",
+        help="unfilled order count as Binance (unfilled: a first fill takes an order off the count) or every "
+        "order counted (all)",
     )
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
 
@@ -114,6 +124,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
             taker_fee=Decimal(args.fee),
             maker_fee=Decimal(args.fee),
             duplicate_client_order_id=args.duplicate_client_order_id,
+            order_counting=args.order_counting,
             log_requests=not args.quiet,
         )
     except (ValidationError, DataError, ValueError, InvalidOperation) as exc:
@@ -123,7 +134,11 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
 def _announce(sim: Simulator) -> None:
     clock = sim.state.clock_view()
     symbols = ", ".join(sim.state.market.by_symbol)
-    start = datetime.fromtimestamp(clock["replay_time"] / 1000, UTC).isoformat()
+    start = datetime.fromtimestamp(clock["replay_time"] // 1000, UTC).isoformat()
+    shift = int(clock["shift_ms"])
+    if shift:  # the candles run on today's date: say where in the data that is
+        in_data = datetime.fromtimestamp((clock["replay_time"] - shift) // 1000, UTC).isoformat()
+        start += f" ({in_data} in the data, its dates moved {shift // DAY_MS} days onto today's)"
     print(f"exchange simulator on {sim.base_url}  symbols: {symbols}", flush=True)
     print(f"replay starts at {start} at {clock['speed']}x; control API: {sim.base_url}/_sim/stats", flush=True)
     print(f"ccxt: exchange.urls['api'] = {client_urls(sim.base_url)['public']!r} (+ private, sapi, ...)", flush=True)

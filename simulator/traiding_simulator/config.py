@@ -92,7 +92,14 @@ class SimulatorConfig(BaseModel):
     start: datetime | int | None = Field(None, description="replay start (datetime or epoch ms) in the data")
     start_fraction: float = Field(0.8, ge=0, le=1, description="default start: this far through the data span")
     align_to_wall_clock: bool = Field(
-        False, description="shift candle times by whole days so the replay clock starts at wall-clock time"
+        True,
+        description="shift candle times by whole days so that the replay runs on the wall clock's date: one clock "
+        "for server time, candles, orders and trades (see docs/simulator.md, 'One clock')",
+    )
+    shift_days: int | None = Field(
+        None,
+        description="shift candle times by exactly this many days instead (the replay of a run resumed on another "
+        "day keeps the dates it started with)",
     )
     seed: int = 7
     synthetic_symbols: dict[str, float] = Field(default_factory=_default_synthetic)
@@ -105,18 +112,31 @@ class SimulatorConfig(BaseModel):
     ban_ms: int = Field(120_000, ge=1, description="first ban length; repeat bans double, up to 3 days")
     order_limit_10s: int = Field(100, ge=1, description="ORDERS per account per 10 seconds")
     order_limit_1d: int = Field(200_000, ge=1, description="ORDERS per account per day")
+    order_counting: Literal["unfilled", "all"] = Field(
+        "unfilled",
+        description="'unfilled' (Binance): accepted orders count and an order's first fill takes it off again; "
+        "'all': every order that reaches the matching engine counts, accepted or not, and fills change nothing",
+    )
     keys: list[ApiKeyConfig] = Field(default_factory=list)
     initial_balances: dict[str, Decimal] = Field(default_factory=_default_balances)
     taker_fee: Decimal = Field(Decimal("0.001"), ge=0, lt=1)
     maker_fee: Decimal = Field(Decimal("0.001"), ge=0, lt=1)
-    spread_bps: float = Field(2.0, ge=0, description="full bid/ask spread around the replay price")
+    spread_bps: float = Field(2.0, ge=0, description="full bid/ask spread around the replay price in a calm market")
+    book_volatility_spread: float = Field(
+        0.05, ge=0, description="full spread added per basis point of the previous candle's high-low range"
+    )
+    book_depth_fraction: float = Field(
+        0.005, gt=0, le=1, description="average share of the previous candle's volume at each level near the touch"
+    )
+    book_min_level_notional: float = Field(1_000.0, ge=0, description="quote currency every book level holds at least")
+    book_levels: int = Field(5_000, ge=1, le=5_000, description="levels a side an order may walk (/depth's maximum)")
     max_recv_window_ms: int = 60_000
     default_recv_window_ms: int = 5_000
     time_offset_ms: int = Field(0, description="exchange clock = wall clock + offset (clock-skew tests)")
     duplicate_client_order_id: Literal["any", "open"] = Field(
-        "any",
-        description="reject a reused newClientOrderId always ('any') or only while that order is open "
-        "('open', what Binance documents)",
+        "open",
+        description="reject a reused newClientOrderId only while that order is open ('open', what Binance does) "
+        "or always ('any', a stricter exchange for tests)",
     )
     tick_interval_s: float = Field(1.0, gt=0, description="how often resting orders are matched")
     faults: FaultConfig = Field(default_factory=FaultConfig)

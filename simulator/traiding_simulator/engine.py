@@ -1,8 +1,13 @@
-"""Accounts, orders and matching against the replay price.
+"""Accounts, orders and matching against the replayed market's order book.
 
-MARKET orders fill at once at the simulated best bid/ask (replay price -/+ half the spread). LIMIT orders
-that cross the book fill at once as takers; the others rest and fill as makers at their limit price when
-the replay price path reaches them (checked on every request and on a background tick).
+An arriving order meets the book of `traiding.domain.orderbook` at the replay's now and fills as
+`orderbook.execute` says: level by level at each level's price (one fill per level), MARKET orders expiring
+with what the book cannot give, LIMIT orders taking what they cross and then resting (GTC), expiring (IOC) or
+filling whole or not at all (FOK). A resting order fills as a maker at its price, at the replay moment the
+price path reached it, with what traded there (`orderbook.resting_fill`): a large one fills over several
+candles, PARTIALLY_FILLED in between. A STOP_LOSS_LIMIT triggers at the moment the path reaches its stop and
+then meets the book of that moment. Matching runs on every request and on a background tick, over the path
+since the last match, so nothing is skipped and every fill carries the time it happened.
 Commission follows Binance without BNB: a buy pays it in the base asset, a sell in the quote asset.
 """
 
@@ -10,10 +15,13 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, cast
 
+from traiding.domain.orderbook import Book, BookModel, Execution, Level, Side, TimeInForce, execute, resting_fill
+from traiding.domain.orderbook import Fill as BookFill
 from traiding_simulator import errors
 from traiding_simulator.config import SimulatorConfig
 from traiding_simulator.filters import SymbolRules, fmt
@@ -23,6 +31,7 @@ _EIGHT = Decimal("0.00000001")
 ZERO = Decimal(0)
 TIME_IN_FORCE = {"GTC", "IOC", "FOK"}
 ORDER_TYPES = ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT"]
+MAKER_ORDER_CREDIT, TAKER_ORDER_CREDIT = 5, 1  # unfilled-order count credit of a first fill (Binance's FAQ)
 
 
 @dataclass
@@ -68,14 +77,23 @@ class Order:
     fills: list[Fill] = field(default_factory=list)
     stop_price: Decimal = ZERO  # STOP_LOSS_LIMIT: the trigger
     working_time: int | None = None  # when the order entered the book (a stop: when it triggered)
+    matched_until: int | None = None  # the path before this is decided for the resting order
 
     @property
     def is_open(self) -> bool:
         return self.status in {"NEW", "PARTIALLY_FILLED"}
 
     @property
+    def remaining(self) -> Decimal:
+        return self.orig_qty - self.executed_qty
+
+    @property
     def working_since(self) -> int:
         return self.working_time if self.working_time is not None else self.time
+
+    @property
+    def unmatched_since(self) -> int:
+        return self.matched_until if self.matched_until is not None else self.working_since
 
     def to_json(self, with_times: bool = True) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -185,12 +203,23 @@ def decimal_param(params: dict[str, str], name: str, required: bool = True) -> D
     return value
 
 
+FirstFill = Callable[[str, int], None]  # (account, orders to take off its unfilled order count)
+
+
 class Exchange:
     """Balances, orders and trades of every account; all amounts are Decimals."""
 
-    def __init__(self, config: SimulatorConfig, market: Market) -> None:
+    def __init__(self, config: SimulatorConfig, market: Market, on_first_fill: FirstFill | None = None) -> None:
         self.config = config
         self.market = market
+        self.book_model = BookModel(
+            spread_bps=config.spread_bps,
+            volatility_spread=config.book_volatility_spread,
+            depth_fraction=config.book_depth_fraction,
+            min_level_notional=config.book_min_level_notional,
+            seed=config.seed,
+        )
+        self.on_first_fill = on_first_fill
         self.reset()
 
     def reset(self) -> None:
@@ -222,15 +251,14 @@ class Exchange:
             account.balances[asset.upper()].free = Decimal(amount)
 
     # --- prices
-    def book(self, symbol: SymbolMarket, now: int) -> tuple[Decimal, Decimal]:
-        """(best bid, best ask) at `now`: the replay price -/+ half the spread, on the tick grid."""
-        mid = symbol.price_at(now)
-        half = self.config.spread_bps / 20_000.0
-        bid = symbol.rules.price_down(mid * (1.0 - half))
-        ask = symbol.rules.price_up(mid * (1.0 + half))
-        if ask <= bid:
-            ask = bid + symbol.rules.tick_size
-        return max(bid, symbol.rules.tick_size), ask
+    def order_book(self, symbol: SymbolMarket, now: int, depth: int | None = None) -> Book:
+        """The book at `now`, `depth` levels a side (default: as deep as orders may walk)."""
+        return symbol.book(self.book_model, now, depth or self.config.book_levels)
+
+    def touch(self, symbol: SymbolMarket, now: int) -> tuple[Level, Level]:
+        """The best bid and the best ask at `now` (the book's first level a side)."""
+        book = self.order_book(symbol, now, 1)
+        return book.bids[0], book.asks[0]
 
     # --- orders
     def place(self, account_name: str, params: dict[str, str], now: int, test: bool = False) -> Order:
@@ -257,31 +285,38 @@ class Exchange:
         self.order_attempts_by_client_id[client_id] += 1
         self._check_duplicate(account_name, symbol.id, client_id)
         rules = symbol.rules
-        bid, ask = self.book(symbol, now)
         account = self.account(account_name)
         base, quote = account.balances[symbol.base_asset], account.balances[symbol.quote_asset]
+        taker = cast(Side, side)
 
         price = ZERO
         quote_qty = ZERO
         stop_price = ZERO
         tif = ""
+        execution = Execution((), "NEW")
         if order_type == "MARKET":
-            crosses = True
-            fill_price = ask if side == "BUY" else bid
             qty_param = decimal_param(params, "quantity", required=False)
             quote_param = decimal_param(params, "quoteOrderQty", required=False)
             if (qty_param is None) == (quote_param is None):
                 raise errors.BinanceError(
                     400, -1102, "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty."
                 )
+            # MARKET orders have no price: NOTIONAL checks them at the average price of the last 5 minutes
+            average = Decimal(repr(symbol.average_price(now, AVG_PRICE_MINUTES)))
+            book = self.order_book(symbol, now)
             if qty_param is not None:
                 qty = qty_param
+                rules.check_lot(qty, market=True)
+                rules.check_notional(qty * average, market=True)
+                execution = execute(book, taker, qty=qty, step=rules.step_size)
             else:
                 assert quote_param is not None  # nosec B101  # narrows a type; not an input check
                 quote_qty = quote_param
-                qty = rules.qty_down(quote_param / fill_price)
-            rules.check_lot(qty, market=True)
-            rules.check_notional(qty * fill_price, market=True)
+                rules.check_notional(quote_qty, market=True)
+                execution = execute(book, taker, quote=quote_qty, step=rules.step_size)
+                qty = execution.qty
+                rules.check_lot(qty, market=True)
+            need = _quote_of(execution.fills) if side == "BUY" else qty
         else:
             price_param = decimal_param(params, "price")
             qty_param = decimal_param(params, "quantity")
@@ -297,7 +332,6 @@ class Exchange:
             rules.check_price(price)
             rules.check_lot(qty, market=False)
             rules.check_notional(qty * price, market=False)
-            crosses = price >= ask if side == "BUY" else price <= bid
             if order_type == "STOP_LOSS_LIMIT":
                 stop_param = decimal_param(params, "stopPrice")
                 assert stop_param is not None  # nosec B101  # narrows a type; not an input check
@@ -307,19 +341,25 @@ class Exchange:
                 # a sell stop triggers when the price falls to it, a buy stop when it rises to it
                 if (side == "SELL" and last <= stop_price) or (side == "BUY" and last >= stop_price):
                     raise errors.order_rejected("Order would trigger immediately.")
-                crosses = False
-            if order_type == "LIMIT_MAKER" and crosses:
-                raise errors.order_rejected("Order would immediately match and take.")
-            fill_price = (ask if side == "BUY" else bid) if crosses else price
+            else:
+                execution = execute(
+                    self.order_book(symbol, now),
+                    taker,
+                    qty=qty,
+                    limit=price,
+                    time_in_force=cast(TimeInForce, tif),
+                    step=rules.step_size,
+                )
+                if order_type == "LIMIT_MAKER" and execution.fills:
+                    raise errors.order_rejected("Order would immediately match and take.")
+            # Funds: a buy reserves quote for the whole order at its limit price, a sell the base it sells.
+            need = qty * price if side == "BUY" else qty
 
-        # Funds: a buy needs quote for the whole order (at the limit price for limits), a sell needs base.
-        need = (qty * (price if order_type != "MARKET" else fill_price)) if side == "BUY" else qty
         wallet = quote if side == "BUY" else base
         if wallet.free < need:
             raise errors.insufficient_balance()
         if test:
             return Order(account_name, symbol.id, 0, client_id, side, order_type, tif, price, qty, quote_qty, now)
-        working = None if order_type == "STOP_LOSS_LIMIT" else now
 
         order = Order(
             account=account_name,
@@ -335,7 +375,7 @@ class Exchange:
             time=now,
             update_time=now,
             stop_price=stop_price,
-            working_time=working,
+            working_time=None if order_type == "STOP_LOSS_LIMIT" else now,
         )
         wallet.free -= need
         wallet.locked += need
@@ -347,14 +387,21 @@ class Exchange:
 
         if order_type == "STOP_LOSS_LIMIT":
             self.stop_orders[order.order_id] = order
-        elif crosses:
-            self._fill(order, symbol, fill_price, now, maker=False)
-        elif tif in {"IOC", "FOK"}:
+        else:
+            self._take(order, symbol, execution, now)
+        return order
+
+    def _take(self, order: Order, symbol: SymbolMarket, execution: Execution, now: int) -> None:
+        """Book an arriving (or just triggered) order's taker fills, then rest it or end it as `execution` says."""
+        for fill in execution.fills:
+            self._fill(order, symbol, fill, now, maker=False)
+        if execution.status in {"NEW", "PARTIALLY_FILLED"}:
+            order.status = execution.status
+            self.open_orders[order.order_id] = order
+        elif execution.status == "EXPIRED":
             self._release(order)
             order.status = "EXPIRED"
-        else:
-            self.open_orders[order.order_id] = order
-        return order
+            order.update_time = now
 
     def _check_duplicate(self, account: str, symbol_id: str, client_id: str) -> None:
         existing = self.client_ids.get((account, symbol_id, client_id))
@@ -371,32 +418,36 @@ class Exchange:
         account.balances[asset].free += order.locked
         order.locked = ZERO
 
-    def _fill(self, order: Order, symbol: SymbolMarket, price: Decimal, now: int, maker: bool) -> None:
+    def _fill(self, order: Order, symbol: SymbolMarket, fill: BookFill, at: int, *, maker: bool) -> None:
+        """One fill at replay time `at`: balances, commission, the trade, the order's status."""
+        price, qty = fill.price, fill.qty
         account = self.account(order.account)
-        qty = order.orig_qty - order.executed_qty
         quote_amount = (qty * price).quantize(_EIGHT, rounding=ROUND_DOWN)
         fee_rate = self.config.maker_fee if maker else self.config.taker_fee
         base, quote = account.balances[symbol.base_asset], account.balances[symbol.quote_asset]
         if order.side == "BUY":
             commission = (qty * fee_rate).quantize(_EIGHT, rounding=ROUND_DOWN)
             commission_asset = symbol.base_asset
-            quote.locked -= order.locked
-            quote.free += order.locked - quote_amount
+            # what this part reserved: its cost for a MARKET order, its quantity at the limit price otherwise
+            reserved = min(quote_amount if order.type == "MARKET" else qty * order.price, order.locked)
+            quote.locked -= reserved
+            quote.free += reserved - quote_amount
             base.free += qty - commission
         else:
             commission = (quote_amount * fee_rate).quantize(_EIGHT, rounding=ROUND_DOWN)
             commission_asset = symbol.quote_asset
-            base.locked -= order.locked
-            base.free += order.locked - qty
+            reserved = min(qty, order.locked)
+            base.locked -= reserved
+            base.free += reserved - qty
             quote.free += quote_amount - commission
-        order.locked = ZERO
+        order.locked -= reserved
+        first = order.executed_qty == 0
         trade_id = next(self._trade_ids)
         order.fills.append(Fill(price, qty, commission, commission_asset, trade_id))
         order.executed_qty += qty
         order.cumm_quote_qty += quote_amount
-        order.status = "FILLED"
-        order.update_time = now
-        account.update_time = now
+        order.update_time = max(order.update_time, at)
+        account.update_time = max(account.update_time, at)
         self.trades[order.account].append(
             Trade(
                 order.account,
@@ -408,35 +459,48 @@ class Exchange:
                 quote_amount,
                 commission,
                 commission_asset,
-                now,
+                at,
                 order.side == "BUY",
                 maker,
             )
         )
-        self.open_orders.pop(order.order_id, None)
+        if order.remaining <= 0:
+            order.status = "FILLED"
+            self._release(order)  # a buy that filled below its limit keeps nothing reserved
+            self.open_orders.pop(order.order_id, None)
+        else:
+            order.status = "PARTIALLY_FILLED"
+        if first and self.on_first_fill is not None:
+            self.on_first_fill(order.account, MAKER_ORDER_CREDIT if maker else TAKER_ORDER_CREDIT)
 
     def match(self, now: int) -> None:
-        """Trigger stops and fill resting limit orders whose price the replay path reached since the last match."""
+        """Trigger stops and fill resting orders with what the replay path traded at their prices since the last
+        match, each fill at the moment the path got there."""
         last = self._last_match_ms
         since = last if last is not None and last <= now else None  # None: look from each order's start
         self._last_match_ms = now
-        for order in list(self.stop_orders.values()):
+        for order in sorted(self.stop_orders.values(), key=lambda o: o.order_id):
             self._trigger_stop(order, order.time if since is None else max(order.time, since), now)
-        if not self.open_orders:
-            return
-        ranges: dict[str, tuple[float, float]] = {}
-        for order in list(self.open_orders.values()):
-            symbol = self.market.by_id[order.symbol]
-            start = order.working_since if since is None else max(order.working_since, since)
-            if start == since:
-                if order.symbol not in ranges:
-                    ranges[order.symbol] = symbol.path_range(since, now)
-                low, high = ranges[order.symbol]
-            else:
-                low, high = symbol.path_range(start, now)
-            price = float(order.price)
-            if (order.side == "BUY" and low <= price) or (order.side == "SELL" and high >= price):
-                self._fill(order, symbol, order.price, now, maker=True)
+        for order in sorted(self.open_orders.values(), key=lambda o: o.order_id):
+            self._match_resting(order, now)
+
+    def _match_resting(self, order: Order, now: int) -> None:
+        """A resting order gets, in each candle whose path reaches its price, the volume that traded there, stamped
+        when the path first got there. A candle still forming is decided once it has traded enough to fill the
+        order, else when it closes: so the fills do not depend on how often anyone looks."""
+        symbol = self.market.by_id[order.symbol]
+        start = order.unmatched_since
+        # a resting buy fills when the price falls to it, a sell when it rises to it
+        for crossing in symbol.path.crossings(start, now, float(order.price), falling=order.side == "BUY"):
+            if crossing.candle_end > now + 1 and crossing.volume < order.remaining:
+                order.matched_until = max(start, crossing.candle_end - symbol.path.interval_ms)
+                return  # this candle is still trading at the order's price: decided later
+            qty = resting_fill(order.remaining, crossing.volume, symbol.rules.step_size)
+            if qty > 0:
+                self._fill(order, symbol, BookFill(order.price, qty), crossing.time, maker=True)
+            if not order.is_open:
+                return
+        order.matched_until = max(start, now + 1)
 
     def _trigger_stop(self, order: Order, start: int, now: int) -> None:
         symbol = self.market.by_id[order.symbol]
@@ -446,13 +510,15 @@ class Exchange:
         del self.stop_orders[order.order_id]
         order.working_time = at
         order.update_time = at
-        bid, ask = self.book(symbol, at)
-        if order.side == "SELL" and bid >= order.price:
-            self._fill(order, symbol, bid, at, maker=False)
-        elif order.side == "BUY" and ask <= order.price:
-            self._fill(order, symbol, ask, at, maker=False)
-        else:
-            self.open_orders[order.order_id] = order  # rests at its limit from the trigger on
+        execution = execute(
+            self.order_book(symbol, at),
+            cast(Side, order.side),
+            qty=order.remaining,
+            limit=order.price,
+            time_in_force=cast(TimeInForce, order.time_in_force),
+            step=symbol.rules.step_size,
+        )
+        self._take(order, symbol, execution, at)  # what does not fill rests at its limit from the trigger on
 
     def find(self, account: str, params: dict[str, str]) -> Order:
         symbol = self._symbol_param(params)
@@ -505,3 +571,11 @@ class Exchange:
 
     def symbol_rules(self, symbol_id: str) -> SymbolRules:
         return self.market.by_id[symbol_id].rules
+
+
+AVG_PRICE_MINUTES = 5  # avgPriceMins of the NOTIONAL filter and of /api/v3/avgPrice
+
+
+def _quote_of(fills: tuple[BookFill, ...]) -> Decimal:
+    """What fills cost in the quote asset, each rounded down to 8 decimals as the balance change is."""
+    return sum(((f.qty * f.price).quantize(_EIGHT, rounding=ROUND_DOWN) for f in fills), ZERO)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
 
@@ -97,9 +98,22 @@ def load_file(path: Path) -> Candles:
     return candles
 
 
-def build_market(config: SimulatorConfig, wall_now_ms: int | None = None) -> tuple[Market, int]:
-    """The market and the replay start (ms). With align_to_wall_clock, candle times are shifted by whole
-    days so that the replay starts at `wall_now_ms`."""
+@dataclass(frozen=True)
+class Replay:
+    """The replayed market, where its replay starts, and by how much its candles were shifted (ms, whole days)."""
+
+    market: Market
+    start_ms: int
+    shift_ms: int = 0
+
+
+def build_market(config: SimulatorConfig, wall_now_ms: int | None = None) -> Replay:
+    """The market and the replay start. With `align_to_wall_clock` every candle time is shifted by the same whole
+    number of days, so the replay runs on the wall clock's date and intervals up to a day stay aligned: a start
+    given in the data keeps its time of day on the last day that is not after `wall_now_ms` (the window stays
+    exactly the one asked for); without one the replay starts at `wall_now_ms` itself, at most a day after the
+    default point in the data, or before it where that would be past the data's end (then the replay clock and
+    the wall clock agree to the millisecond). `shift_days` shifts by exactly that many days instead."""
     series_by_symbol: dict[str, list[Series]] = defaultdict(list)
     if config.data:
         for source in expand_sources(config.data):
@@ -121,15 +135,22 @@ def build_market(config: SimulatorConfig, wall_now_ms: int | None = None) -> tup
             series_by_symbol[symbol.upper()].append(Series(interval_ms, candles))
     market = Market(SymbolMarket(symbol, series) for symbol, series in series_by_symbol.items())
     start = _replay_start(config, market)
-    if config.align_to_wall_clock and wall_now_ms is not None:
+    if config.shift_days is not None:
+        offset = config.shift_days * DAY_MS
+    elif not config.align_to_wall_clock or wall_now_ms is None:
+        return Replay(market, start)
+    else:
         offset = ((wall_now_ms - start) // DAY_MS) * DAY_MS
-        shifted = {
-            s.symbol: [Series(i, shift(s.series_for(i).candles, offset)) for i in s.intervals]  # type: ignore[union-attr]
-            for s in market.by_id.values()
-        }
-        market = Market(SymbolMarket(symbol, series) for symbol, series in shifted.items())
-        start = wall_now_ms
-    return market, start
+        if config.start is None:
+            if wall_now_ms - offset >= market.end_ms:
+                offset += DAY_MS  # the default point is less than a day from the end: start up to a day before it
+            start = wall_now_ms - offset
+    shifted = {
+        s.symbol: [Series(i, shift(s.series_for(i).candles, offset)) for i in s.intervals]  # type: ignore[union-attr]
+        for s in market.by_id.values()
+    }
+    market = Market(SymbolMarket(symbol, series) for symbol, series in shifted.items())
+    return Replay(market, start + offset, offset)
 
 
 def _replay_start(config: SimulatorConfig, market: Market) -> int:

@@ -1,8 +1,10 @@
-"""Replayed market data: candle series per symbol, the deterministic price path inside a candle,
-klines with no look-ahead (the current candle is partial), and a seeded synthetic market.
+"""Replayed market data: candle series per symbol on the price path of `traiding.domain.pricepath`, klines
+with no look-ahead (the current candle is partial), the order book of `traiding.domain.orderbook` around the
+path's price, and a seeded synthetic market.
 
 All times here are replay-clock milliseconds. Nothing here loops over candles in Python: slices and
-reductions are numpy; the only per-row Python work is formatting each kline row once (cached).
+reductions are numpy; the per-row Python work is formatting each kline row once (cached), and the klines
+finer than the data (1s from 1m candles), which are read off the path.
 """
 
 from __future__ import annotations
@@ -13,15 +15,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from traiding.domain.candles import Candles, FloatArray
+from traiding.domain.candles import Candles, FloatArray, IntArray
+from traiding.domain.orderbook import Book, BookModel
+from traiding.domain.pricepath import PricePath, path_points, path_so_far
 from traiding_simulator.filters import SymbolRules
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
 DAY_MS = 24 * HOUR_MS
 WEEK_MS = 7 * DAY_MS
-# Binance kline intervals this simulator serves (1s and 1M are not served).
+# Binance's kline intervals of a fixed length; "1M" (calendar months) is the one more it serves.
 INTERVAL_MS: dict[str, int] = {
+    "1s": 1000,
     "1m": MINUTE_MS,
     "3m": 3 * MINUTE_MS,
     "5m": 5 * MINUTE_MS,
@@ -37,6 +42,8 @@ INTERVAL_MS: dict[str, int] = {
     "3d": 3 * DAY_MS,
     "1w": WEEK_MS,
 }
+MONTH = "1M"
+KLINE_INTERVALS = (*INTERVAL_MS, MONTH)
 _WEEK_ORIGIN_MS = 4 * DAY_MS  # Binance weeks start on Monday; 1970-01-01 was a Thursday
 SYNTHETIC_EPOCH_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z: the synthetic history's first candle
 _ROWS_PER_CHUNK = 1024
@@ -72,57 +79,70 @@ def aggregate(candles: Candles, interval_ms: int) -> Candles:
     )
 
 
+def month_starts(times: IntArray) -> IntArray:
+    """The first millisecond of each time's calendar month (UTC)."""
+    months = times.astype("datetime64[ms]").astype("datetime64[M]")
+    return months.astype("datetime64[ms]").astype(np.int64)
+
+
+def aggregate_months(candles: Candles) -> tuple[Candles, IntArray]:
+    """Calendar-month candles (Binance's 1M) and each one's close time (the month's last millisecond)."""
+    starts_of = month_starts(candles.time)
+    starts = np.flatnonzero(np.concatenate(([True], starts_of[1:] != starts_of[:-1])))
+    ends = np.concatenate((starts[1:], [len(starts_of)])) - 1
+    opens = starts_of[starts]
+    next_month = (opens.astype("datetime64[ms]").astype("datetime64[M]") + 1).astype("datetime64[ms]")
+    months = Candles(
+        time=opens.astype(np.int64),
+        open=candles.open[starts],
+        high=np.maximum.reduceat(candles.high, starts),
+        low=np.minimum.reduceat(candles.low, starts),
+        close=candles.close[ends],
+        volume=np.add.reduceat(candles.volume, starts),
+    )
+    return months, next_month.astype(np.int64) - 1
+
+
 def shift(candles: Candles, offset_ms: int) -> Candles:
     return Candles(
         candles.time + np.int64(offset_ms), candles.open, candles.high, candles.low, candles.close, candles.volume
     )
 
 
-def fmt_number(value: float) -> str:
-    """Binance's 8-decimal strings, falling back to the shortest exact form where 8 decimals would round."""
-    text = f"{value:.8f}"
-    if float(text) != value:
-        text = np.format_float_positional(value, unique=True, trim="-")
-    return text
+def fmt_number(value: float, decimals: int = 8) -> str:
+    """Binance's number strings: 8 decimals (the symbol's precision), the value rounded to `decimals` first (a
+    price to its tick), so a price never shows more digits than the exchange trades at."""
+    return f"{round(value, decimals):.8f}"
 
 
-def _kline_row(t: int, dt: int, ohlcv: tuple[float, float, float, float, float]) -> str:
+def _kline_row(t: int, close_time: int, ohlcv: tuple[float, float, float, float, float], decimals: int) -> str:
     o, h, lo, c, v = ohlcv
     quote_volume = v * (o + h + lo + c) / 4.0
     trades = int(v * 7) + 1 if v > 0 else 0
+    p = decimals
     return (
-        f'[{t},"{fmt_number(o)}","{fmt_number(h)}","{fmt_number(lo)}","{fmt_number(c)}","{fmt_number(v)}",'
-        f'{t + dt - 1},"{quote_volume:.8f}",{trades},"{v / 2:.8f}","{quote_volume / 2:.8f}","0"]'
+        f'[{t},"{fmt_number(o, p)}","{fmt_number(h, p)}","{fmt_number(lo, p)}","{fmt_number(c, p)}",'
+        f'"{fmt_number(v)}",{close_time},"{quote_volume:.8f}",{trades},"{v / 2:.8f}","{quote_volume / 2:.8f}","0"]'
     )
-
-
-# The path inside one candle: open -> first extreme -> second extreme -> close, linear between, at
-# fractions 0, 1/3, 2/3, 1. A rising candle visits its low first, a falling one its high first.
-def _path_points(o: float, h: float, lo: float, c: float) -> tuple[float, float, float, float]:
-    return (o, lo, h, c) if c >= o else (o, h, lo, c)
-
-
-def _path_price(points: tuple[float, float, float, float], fraction: float) -> float:
-    scaled = min(max(fraction, 0.0), 1.0) * 3.0
-    k = min(int(scaled), 2)
-    return points[k] + (points[k + 1] - points[k]) * (scaled - k)
-
-
-def _path_partial(points: tuple[float, float, float, float], fraction: float) -> tuple[float, float, float]:
-    """(high so far, low so far, price now) after `fraction` of the candle (the extremes passed so far)."""
-    price = _path_price(points, fraction)
-    k = min(int(min(max(fraction, 0.0), 1.0) * 3.0), 2)
-    seen = [*points[: k + 1], price]
-    return max(seen), min(seen), price
 
 
 @dataclass(eq=False)
 class Series:
-    """Candles at one interval, with their kline JSON rows formatted lazily and cached per chunk."""
+    """Candles at one interval, with their kline JSON rows formatted lazily and cached per chunk.
+
+    `close_times` is given for calendar months, whose lengths differ; other intervals close `interval_ms` later.
+    """
 
     interval_ms: int
     candles: Candles
+    decimals: int = 8
+    close_times: IntArray | None = None
     _chunks: dict[int, list[str]] = field(default_factory=dict)
+
+    def close_time(self, i: int) -> int:
+        if self.close_times is not None:
+            return int(self.close_times[i])
+        return int(self.candles.time[i]) + self.interval_ms - 1
 
     def rows(self, start: int, stop: int) -> list[str]:
         out: list[str] = []
@@ -146,8 +166,10 @@ class Series:
             c.close[lo:hi].tolist(),
             c.volume[lo:hi].tolist(),
         )
-        dt = self.interval_ms
-        return [_kline_row(t[i], dt, (o[i], h[i], low[i], cl[i], v[i])) for i in range(hi - lo)]
+        return [
+            _kline_row(t[i], self.close_time(lo + i), (o[i], h[i], low[i], cl[i], v[i]), self.decimals)
+            for i in range(hi - lo)
+        ]
 
 
 @dataclass(frozen=True)
@@ -162,7 +184,7 @@ class WindowStats:
 
 
 class SymbolMarket:
-    """One symbol's candle series; the finest one (`base`) defines the price path."""
+    """One symbol's candle series; the finest one (`base`) defines the price path and the order book."""
 
     def __init__(self, symbol: str, series: Iterable[Series]) -> None:
         self.symbol = symbol
@@ -171,14 +193,17 @@ class SymbolMarket:
         by_interval = {s.interval_ms: s for s in series}
         if not by_interval:
             raise ValueError(f"{symbol}: no candles")
-        self._series = by_interval
         self.base = by_interval[min(by_interval)]
         if len(self.base.candles) == 0:
             raise ValueError(f"{symbol}: the candle file is empty")
         closes = self.base.candles.close
         self.rules = SymbolRules.for_pair(self.base_asset, float(np.median(closes)))
         # prices between candle points are rounded to the tick, as every real trade price is
-        self._decimals = max(-int(self.rules.tick_size.as_tuple().exponent), 0)
+        self.decimals = max(-int(self.rules.tick_size.as_tuple().exponent), 0)
+        self._series = {i: Series(i, s.candles, self.decimals) for i, s in by_interval.items()}
+        self.base = self._series[self.base.interval_ms]
+        self.path = PricePath(self.base.candles, self.base.interval_ms, self.decimals)
+        self._months: Series | None = None
 
     @property
     def first_ms(self) -> int:
@@ -192,97 +217,45 @@ class SymbolMarket:
     def intervals(self) -> list[int]:
         return sorted(self._series)
 
+    def price_text(self, price: float) -> str:
+        """A price as Binance writes it for this symbol: on the tick, 8 decimals."""
+        return fmt_number(price, self.decimals)
+
     def series_for(self, interval_ms: int) -> Series | None:
         """The native series, or one aggregated from the base series when the interval is a multiple of it."""
         series = self._series.get(interval_ms)
         if series is None and interval_ms % self.base.interval_ms == 0 and interval_ms > self.base.interval_ms:
-            series = Series(interval_ms, aggregate(self.base.candles, interval_ms))
+            series = Series(interval_ms, aggregate(self.base.candles, interval_ms), self.decimals)
             self._series[interval_ms] = series
         return series
 
-    # --- the price path
-    def _points(self, i: int) -> tuple[float, float, float, float]:
-        c = self.base.candles
-        return _path_points(float(c.open[i]), float(c.high[i]), float(c.low[i]), float(c.close[i]))
+    def months(self) -> Series:
+        if self._months is None:
+            candles, closes = aggregate_months(self.base.candles)
+            self._months = Series(31 * DAY_MS, candles, self.decimals, closes)
+        return self._months
 
-    def _locate(self, t: int) -> int:
-        return int(np.searchsorted(self.base.candles.time, t, side="right")) - 1
-
+    # --- the price path and the book
     def price_at(self, t: int) -> float:
         """The replay price at `t`: on the path inside a candle, the last close in a gap or after the data."""
-        i = self._locate(t)
-        if i < 0:
-            return float(self.base.candles.open[0])
-        fraction = (t - int(self.base.candles.time[i])) / self.base.interval_ms
-        if fraction >= 1.0:
-            return float(self.base.candles.close[i])
-        return round(_path_price(self._points(i), fraction), self._decimals)
+        return self.path.price_at(t)
 
     def path_range(self, t0: int, t1: int) -> tuple[float, float]:
         """(lowest, highest) price on the path between t0 and t1 (inclusive)."""
-        if t1 < t0:
-            t0, t1 = t1, t0
-        p0, p1 = self.price_at(t0), self.price_at(t1)
-        lo, hi = min(p0, p1), max(p0, p1)
-        c = self.base.candles
-        dt = self.base.interval_ms
-        j0, j1 = self._locate(t0), self._locate(t1)
-        if j1 - j0 > 1:
-            lo = min(lo, float(c.low[j0 + 1 : j1].min()))
-            hi = max(hi, float(c.high[j0 + 1 : j1].max()))
-        for j in {j0, j1}:
-            if j < 0:
-                continue
-            start = int(c.time[j])
-            for k, value in enumerate(self._points(j)):
-                at = start + (dt * k) // 3
-                if t0 <= at <= t1:
-                    lo, hi = min(lo, value), max(hi, value)
-        return lo, hi
+        return self.path.range(t0, t1)
 
     def first_crossing(self, t0: int, t1: int, price: float, *, falling: bool) -> int | None:
-        """The first time in [t0, t1] at which the path is at or below `price` (`falling`), or at or above it;
-        None if it never gets there. A stop order triggers at exactly this replay time."""
-        if t1 < t0:
-            return None
-        c = self.base.candles
-        reached = c.low <= price if falling else c.high >= price
-        j0, j1 = self._locate(t0), self._locate(t1)
-        candidates = [j0] if j0 >= 0 else []
-        later = np.flatnonzero(reached[max(j0 + 1, 0) : j1 + 1])
-        if len(later):
-            candidates.append(max(j0 + 1, 0) + int(later[0]))
-        for j in candidates:
-            found = self._crossing_in_candle(j, t0, t1, price, falling)
-            if found is not None:
-                return found
-        if j0 >= 0 and int(c.time[j0]) + self.base.interval_ms <= t0:  # t0 in a gap: the price is the last close
-            close = float(c.close[j0])
-            if (close <= price) if falling else (close >= price):
-                return t0
-        return None
+        return self.path.first_crossing(t0, t1, price, falling=falling)
 
-    def _crossing_in_candle(self, j: int, t0: int, t1: int, price: float, falling: bool) -> int | None:
-        start, dt = int(self.base.candles.time[j]), self.base.interval_ms
-        points = self._points(j)
-        for k in range(3):
-            seg_start, seg_end = start + (dt * k) // 3, start + (dt * (k + 1)) // 3
-            lo, hi = max(seg_start, t0), min(seg_end, t1)
-            if lo > hi:
-                continue
-            a, b = points[k], points[k + 1]
+    def book(self, model: BookModel, t: int, depth: int) -> Book:
+        """The order book at `t`: `model`'s levels around the path's price, shaped by the last closed candle."""
+        return model.book_at(self.id, self.path, t, tick=self.rules.tick_size, step=self.rules.step_size, depth=depth)
 
-            def at(t: int, a: float = a, b: float = b, s: int = seg_start, e: int = seg_end) -> float:
-                return a + (b - a) * (t - s) / max(e - s, 1)
+    def average_price(self, t: int, minutes: int) -> float:
+        """Binance's avgPrice: the volume-weighted price of the last `minutes` (the last price if nothing traded)."""
+        return self.path.volume_weighted_price(t - minutes * MINUTE_MS, t)[1]
 
-            p_lo, p_hi = at(lo), at(hi)
-            if (p_lo <= price) if falling else (p_lo >= price):
-                return lo
-            if (p_hi <= price) if falling else (p_hi >= price):
-                # linear in between: the moment it reaches `price`, rounded up to the next millisecond
-                return min(hi, lo + math.ceil((p_lo - price) / (p_lo - p_hi) * (hi - lo)))
-        return None
-
+    # --- klines
     def _partial_ohlcv(self, series: Series, i: int, now: int) -> tuple[float, float, float, float, float]:
         """The candle `i` of `series` as it looks at `now` (built from the base series)."""
         start = int(series.candles.time[i])
@@ -290,22 +263,22 @@ class SymbolMarket:
         dt = self.base.interval_ms
         b0 = int(np.searchsorted(base.time, start, side="left"))
         b1 = int(np.searchsorted(base.time, now, side="right"))
-        b1 = min(b1, int(np.searchsorted(base.time, start + series.interval_ms, side="left")))
+        b1 = min(b1, int(np.searchsorted(base.time, series.close_time(i) + 1, side="left")))
         if b1 <= b0:  # no base candle inside (should not happen): fall back to this candle's own path
-            points = _path_points(
+            points = path_points(
                 float(series.candles.open[i]),
                 float(series.candles.high[i]),
                 float(series.candles.low[i]),
                 float(series.candles.close[i]),
             )
             fraction = (now - start) / series.interval_ms
-            h, lo, price = _path_partial(points, fraction)
-            price = round(price, self._decimals)
+            h, lo, price = path_so_far(points, fraction)
+            price = round(price, self.decimals)
             return points[0], max(h, price), min(lo, price), price, float(series.candles.volume[i]) * fraction
         last = b1 - 1
         fraction = min((now - int(base.time[last])) / dt, 1.0)
-        h, lo, price = _path_partial(self._points(last), fraction)
-        price = round(price, self._decimals)
+        h, lo, price = path_so_far(self.path.points(last), fraction)
+        price = round(price, self.decimals)
         h, lo = max(h, price), min(lo, price)
         volume = float(base.volume[last]) * fraction
         if last > b0:
@@ -314,13 +287,21 @@ class SymbolMarket:
             volume += float(base.volume[b0:last].sum())
         return float(base.open[b0]), h, lo, price, volume
 
-    def klines_json(self, interval_ms: int, start: int | None, end: int | None, limit: int, now: int) -> str:
+    def klines_json(self, interval: str, start: int | None, end: int | None, limit: int, now: int) -> str:
         """Binance /api/v3/klines rows as a JSON array; nothing that opens after `now` is served."""
-        series = self.series_for(interval_ms)
+        upper = now if end is None else min(end, now)
+        if interval == MONTH:
+            series: Series | None = self.months()
+        else:
+            interval_ms = INTERVAL_MS[interval]
+            if interval_ms < self.base.interval_ms:
+                if self.base.interval_ms % interval_ms:
+                    return "[]"
+                return "[" + ",".join(self._finer_rows(interval_ms, start, upper, limit, now)) + "]"
+            series = self.series_for(interval_ms)
         if series is None:
             return "[]"
         times = series.candles.time
-        upper = now if end is None else min(end, now)
         if start is not None:
             i0 = int(np.searchsorted(times, start, side="left"))
             i1 = min(int(np.searchsorted(times, upper, side="right")), i0 + limit)
@@ -331,10 +312,49 @@ class SymbolMarket:
             return "[]"
         rows = series.rows(i0, i1)
         last = i1 - 1
-        last_open = int(times[last])
-        if last_open + series.interval_ms > now:
-            rows[-1] = _kline_row(last_open, series.interval_ms, self._partial_ohlcv(series, last, now))
+        if series.close_time(last) >= now:
+            ohlcv = self._partial_ohlcv(series, last, now)
+            rows[-1] = _kline_row(int(times[last]), series.close_time(last), ohlcv, self.decimals)
         return "[" + ",".join(rows) + "]"
+
+    def _finer_rows(self, dt: int, start: int | None, upper: int, limit: int, now: int) -> list[str]:
+        """Klines shorter than the data's candles (Binance's 1s from 1m files), read off the price path inside
+        each candle; the volume is the candle's, pro rata. Gaps stay gaps."""
+        times = self.base.candles.time
+        per = self.base.interval_ms // dt
+        starts: list[int] = []
+        if start is not None:
+            j = max(self.path.locate(start), 0)
+            while j < len(times) and len(starts) < limit:
+                t0 = int(times[j])
+                for k in range(max(0, -(-(start - t0) // dt)), per):
+                    if t0 + k * dt > upper or len(starts) >= limit:
+                        break
+                    starts.append(t0 + k * dt)
+                if t0 + per * dt > upper:
+                    break
+                j += 1
+        else:
+            j = self.path.locate(upper)
+            while j >= 0 and len(starts) < limit:
+                t0 = int(times[j])
+                for k in range(min(per - 1, (upper - t0) // dt), -1, -1):
+                    if len(starts) >= limit:
+                        break
+                    starts.append(t0 + k * dt)
+                j -= 1
+            starts.reverse()
+        return [self._finer_row(t, dt, now) for t in starts]
+
+    def _finer_row(self, t: int, dt: int, now: int) -> str:
+        j = self.path.locate(t)
+        candle_end = int(self.base.candles.time[j]) + self.base.interval_ms
+        end = min(t + dt, candle_end, now + 1)
+        close = self.price_at(end - 1) if end < candle_end else float(self.base.candles.close[j])
+        low, high = self.path.range(t, end - 1)
+        volume = float(self.base.candles.volume[j]) * (end - t) / self.base.interval_ms
+        ohlcv = (self.price_at(t), max(high, close), min(low, close), close, volume)
+        return _kline_row(t, t + dt - 1, ohlcv, self.decimals)
 
     def window(self, t0: int, t1: int) -> WindowStats:
         """Open/high/low/close/volume between t0 and t1 on the path (for the 24h ticker)."""

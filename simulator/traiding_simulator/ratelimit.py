@@ -84,10 +84,20 @@ class WeightLimiter:
 
 
 class OrderCounter:
-    """New orders per account in a 10-second and a 1-day window (X-MBX-ORDER-COUNT-10S / -1D, error -1015)."""
+    """Binance's unfilled order count per account, in a 10-second and a 1-day window (X-MBX-ORDER-COUNT-10S / -1D).
 
-    def __init__(self, limit_10s: int, limit_1d: int, clock: Callable[[], int] = wall_ms) -> None:
+    An accepted order adds one to the current window of each; an order's first fill takes `credit` off the current
+    windows again, never below zero (Binance's "Spot Unfilled Order Count Rules": one for a taker, more for a
+    maker); cancels and expiries change nothing. At the limit a new order is refused with 429 -1015 and a
+    Retry-After of the seconds until that window resets. Windows are aligned to the wall clock (the DAY one to
+    UTC midnight). `credit_fills=False` keeps every accepted order counted (a stricter exchange for tests).
+    """
+
+    def __init__(
+        self, limit_10s: int, limit_1d: int, clock: Callable[[], int] = wall_ms, *, credit_fills: bool = True
+    ) -> None:
         self.limits = {"10S": (10_000, limit_10s), "1D": (86_400_000, limit_1d)}
+        self.credit_fills = credit_fills
         self._clock = clock
         self._counts: dict[tuple[str, str], tuple[int, int]] = {}
 
@@ -99,23 +109,37 @@ class OrderCounter:
             out[name] = count if start == now - now % window else 0
         return out
 
-    def charge(self, account: str) -> dict[str, int]:
-        """Count one new order; a refused order (-1015) is not counted."""
+    def check(self, account: str) -> None:
+        """Refuse a new order (429 -1015, Retry-After) when a window is full."""
         now = self._clock()
-        updated: dict[str, tuple[int, int]] = {}
+        counts = self.counts(account)
         for name, (window, limit) in self.limits.items():
-            window_start = now - now % window
-            start, count = self._counts.get((account, name), (window_start, 0))
-            count = (count if start == window_start else 0) + 1
-            if count > limit:
+            if counts[name] >= limit:
                 unit = "10 SECOND" if name == "10S" else "1 DAY"
+                retry_after = math.ceil((window - now % window) / 1000)
                 raise errors.BinanceError(
-                    429, -1015, f"Too many new orders; current limit is {limit} orders per {unit}."
+                    429,
+                    -1015,
+                    f"Too many new orders; current limit is {limit} orders per {unit}.",
+                    {"Retry-After": str(max(retry_after, 1))},
                 )
-            updated[name] = (window_start, count)
-        for name, value in updated.items():
-            self._counts[(account, name)] = value
-        return {name: count for name, (_, count) in updated.items()}
+
+    def add(self, account: str) -> dict[str, int]:
+        """Count one accepted order; returns the counts the order's answer reports."""
+        now = self._clock()
+        counts = self.counts(account)
+        for name, (window, _) in self.limits.items():
+            self._counts[(account, name)] = (now - now % window, counts[name] + 1)
+        return {name: counts[name] + 1 for name in self.limits}
+
+    def credit(self, account: str, orders: int) -> None:
+        """An order of `account` filled for the first time: `orders` off the current windows, not below zero."""
+        if not self.credit_fills:
+            return
+        now = self._clock()
+        counts = self.counts(account)
+        for name, (window, _) in self.limits.items():
+            self._counts[(account, name)] = (now - now % window, max(counts[name] - orders, 0))
 
     def reset(self) -> None:
         self._counts.clear()

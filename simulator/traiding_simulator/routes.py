@@ -14,10 +14,11 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from traiding_simulator import errors
+from traiding_simulator.auth import epoch_ms
 from traiding_simulator.config import ApiKeyConfig
-from traiding_simulator.engine import ORDER_TYPES, Order
+from traiding_simulator.engine import AVG_PRICE_MINUTES, ORDER_TYPES, Order
 from traiding_simulator.filters import fmt
-from traiding_simulator.market import DAY_MS, INTERVAL_MS, SymbolMarket, fmt_number
+from traiding_simulator.market import DAY_MS, KLINE_INTERVALS, SymbolMarket
 from traiding_simulator.state import SimState
 
 Security = Literal["NONE", "API_KEY", "SIGNED"]
@@ -103,6 +104,12 @@ def _int(params: Params, name: str, default: int | None = None) -> int:
 
 def _opt_int(params: Params, name: str) -> int | None:
     return _int(params, name) if params.get(name) else None
+
+
+def _opt_time(params: Params, name: str) -> int | None:
+    """A time parameter (startTime, endTime) in milliseconds; Binance takes milliseconds or microseconds."""
+    value = _opt_int(params, name)
+    return int(epoch_ms(value)) if value is not None else None
 
 
 def _symbols_param(text: str) -> list[str]:
@@ -206,11 +213,11 @@ def klines(ctx: Ctx) -> Any:
     interval = ctx.params.get("interval")
     if not interval:
         raise errors.missing_param("interval")
-    if interval not in INTERVAL_MS:
+    if interval not in KLINE_INTERVALS:
         raise errors.invalid_interval()
     limit = min(max(_int(ctx.params, "limit", 500), 1), 1000)
-    start, end = _opt_int(ctx.params, "startTime"), _opt_int(ctx.params, "endTime")
-    return RawJson(symbol.klines_json(INTERVAL_MS[interval], start, end, limit, ctx.now))
+    start, end = _opt_time(ctx.params, "startTime"), _opt_time(ctx.params, "endTime")
+    return RawJson(symbol.klines_json(interval, start, end, limit, ctx.now))
 
 
 @dataclass(frozen=True)
@@ -220,29 +227,16 @@ class RawJson:
     text: str
 
 
-def _book_levels(ctx: Ctx, symbol: SymbolMarket, limit: int) -> tuple[list[list[str]], list[list[str]]]:
-    bid, ask = ctx.state.exchange.book(symbol, ctx.now)
-    rules = symbol.rules
-    step = max(rules.tick_size, rules.price_down(float(bid) * 0.0001))
-    unit = rules.qty_down(Decimal(2_000) / ask) if ask > 0 else rules.step_size
-    unit = max(unit, rules.step_size)
-    seed = ctx.now // 1000  # the book changes every replay second, deterministically
-    bids, asks = [], []
-    for level in range(limit):
-        factor = Decimal(1 + ((seed * 31 + level * 17) % 23)) / 4
-        qty = rules.qty_down(unit * factor) or rules.step_size
-        bid_price = bid - step * level
-        if bid_price > 0:
-            bids.append([fmt(bid_price), fmt(qty)])
-        asks.append([fmt(ask + step * level), fmt(qty)])
-    return bids, asks
-
-
 def depth(ctx: Ctx) -> Any:
+    """The book orders are matched against (`Exchange.order_book`): the same levels, as deep as asked."""
     symbol = _symbol(ctx)
     limit = min(max(_int(ctx.params, "limit", 100), 1), 5000)
-    bids, asks = _book_levels(ctx, symbol, limit)
-    return {"lastUpdateId": ctx.now // 100, "bids": bids, "asks": asks}
+    book = ctx.state.exchange.order_book(symbol, ctx.now, limit)
+    return {
+        "lastUpdateId": ctx.now // 100,
+        "bids": [[fmt(level.price), fmt(level.qty)] for level in book.bids],
+        "asks": [[fmt(level.price), fmt(level.qty)] for level in book.asks],
+    }
 
 
 def _one_or_list(items: list[dict[str, Any]], single: bool) -> Any:
@@ -251,17 +245,22 @@ def _one_or_list(items: list[dict[str, Any]], single: bool) -> Any:
 
 def ticker_price(ctx: Ctx) -> Any:
     symbols, single = _selected_symbols(ctx)
-    return _one_or_list([{"symbol": s.id, "price": fmt_number(s.price_at(ctx.now))} for s in symbols], single)
+    return _one_or_list([{"symbol": s.id, "price": s.price_text(s.price_at(ctx.now))} for s in symbols], single)
 
 
 def book_ticker(ctx: Ctx) -> Any:
     symbols, single = _selected_symbols(ctx)
     out = []
     for s in symbols:
-        bid, ask = ctx.state.exchange.book(s, ctx.now)
-        bids, asks = _book_levels(ctx, s, 1)
+        bid, ask = ctx.state.exchange.touch(s, ctx.now)
         out.append(
-            {"symbol": s.id, "bidPrice": fmt(bid), "bidQty": bids[0][1], "askPrice": fmt(ask), "askQty": asks[0][1]}
+            {
+                "symbol": s.id,
+                "bidPrice": fmt(bid.price),
+                "bidQty": fmt(bid.qty),
+                "askPrice": fmt(ask.price),
+                "askQty": fmt(ask.qty),
+            }
         )
     return _one_or_list(out, single)
 
@@ -272,13 +271,14 @@ def ticker_24hr(ctx: Ctx) -> Any:
     out = []
     for s in symbols:
         w = s.window(ctx.now - DAY_MS, ctx.now)
-        bid, ask = ctx.state.exchange.book(s, ctx.now)
+        bid, ask = ctx.state.exchange.touch(s, ctx.now)
+        price = s.price_text
         entry: dict[str, Any] = {
             "symbol": s.id,
-            "openPrice": fmt_number(w.open),
-            "highPrice": fmt_number(w.high),
-            "lowPrice": fmt_number(w.low),
-            "lastPrice": fmt_number(w.close),
+            "openPrice": price(w.open),
+            "highPrice": price(w.high),
+            "lowPrice": price(w.low),
+            "lastPrice": price(w.close),
             "volume": f"{w.volume:.8f}",
             "quoteVolume": f"{w.quote_volume:.8f}",
             "openTime": ctx.now - DAY_MS,
@@ -290,15 +290,15 @@ def ticker_24hr(ctx: Ctx) -> Any:
         if not mini:
             change = w.close - w.open
             entry.update(
-                priceChange=f"{change:.8f}",
+                priceChange=price(change),
                 priceChangePercent=f"{(change / w.open * 100 if w.open else 0):.3f}",
                 weightedAvgPrice=f"{(w.quote_volume / w.volume if w.volume else w.close):.8f}",
-                prevClosePrice=fmt_number(w.open),
+                prevClosePrice=price(w.open),
                 lastQty=fmt(symbol_min_qty(s)),
-                bidPrice=fmt(bid),
-                bidQty=fmt(symbol_min_qty(s)),
-                askPrice=fmt(ask),
-                askQty=fmt(symbol_min_qty(s)),
+                bidPrice=fmt(bid.price),
+                bidQty=fmt(bid.qty),
+                askPrice=fmt(ask.price),
+                askQty=fmt(ask.qty),
             )
         out.append(entry)
     return _one_or_list(out, single)
@@ -309,9 +309,10 @@ def symbol_min_qty(symbol: SymbolMarket) -> Decimal:
 
 
 def avg_price(ctx: Ctx) -> Any:
+    """Binance's average price: volume-weighted over the last 5 minutes (what NOTIONAL checks MARKET orders at)."""
     symbol = _symbol(ctx)
-    w = symbol.window(ctx.now - 5 * 60_000, ctx.now)
-    return {"mins": 5, "price": fmt_number((w.high + w.low) / 2), "closeTime": ctx.now}
+    average = symbol.average_price(ctx.now, AVG_PRICE_MINUTES)
+    return {"mins": AVG_PRICE_MINUTES, "price": f"{average:.8f}", "closeTime": ctx.now}
 
 
 # --- account and orders
@@ -351,10 +352,13 @@ def account(ctx: Ctx) -> Any:
 
 
 def _resp_type(ctx: Ctx) -> str:
+    """The answer asked for; without one, Binance's default: FULL for MARKET and LIMIT orders, ACK for the others."""
     resp_type = (ctx.params.get("newOrderRespType") or "").upper()
     if resp_type and resp_type not in {"ACK", "RESULT", "FULL"}:
         raise errors.BinanceError(400, -1100, "Illegal characters found in parameter 'newOrderRespType'.")
-    return resp_type or "FULL"
+    if resp_type:
+        return resp_type
+    return "FULL" if (ctx.params.get("type") or "").upper() in {"MARKET", "LIMIT"} else "ACK"
 
 
 def new_order(ctx: Ctx) -> Any:
@@ -428,7 +432,7 @@ def cancel_open_orders(ctx: Ctx) -> Any:
 def _time_filtered(
     items: list[Any], ctx: Ctx, time_of: Callable[[Any], int], id_of: Callable[[Any], int], id_param: str
 ) -> list[Any]:
-    start, end = _opt_int(ctx.params, "startTime"), _opt_int(ctx.params, "endTime")
+    start, end = _opt_time(ctx.params, "startTime"), _opt_time(ctx.params, "endTime")
     from_id = _opt_int(ctx.params, id_param)
     limit = min(max(_int(ctx.params, "limit", 500), 1), 1000)
     if from_id is not None:

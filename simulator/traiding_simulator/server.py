@@ -37,9 +37,10 @@ def _error_response(exc: errors.BinanceError) -> web.Response:
 
 
 def _params(raw_query: str, raw_body: str) -> dict[str, str]:
-    params = dict(parse_qsl(raw_query, keep_blank_values=True))
-    if raw_body:
-        params.update(parse_qsl(raw_body, keep_blank_values=True))
+    """The request's parameters; one sent in both the query string and the body takes the query's value, as on
+    Binance."""
+    params = dict(parse_qsl(raw_body, keep_blank_values=True)) if raw_body else {}
+    params.update(parse_qsl(raw_query, keep_blank_values=True))
     return params
 
 
@@ -145,11 +146,14 @@ async def _handle_exchange(
         raise errors.trading_disabled_for_key()
     now = state.replay.now_ms()
     state.exchange.match(now)
+    ctx = Ctx(state, params, key, now, server_time)
     if endpoint.new_order and key is not None:
-        counts = state.orders.charge(key.account)
+        # only an accepted order is counted and carries the counts (Binance's unfilled order count)
+        result, counts = state.place_counted(key.account, lambda: endpoint.handler(ctx))
         headers["X-MBX-ORDER-COUNT-10S"] = str(counts["10S"])
         headers["X-MBX-ORDER-COUNT-1D"] = str(counts["1D"])
-    result = endpoint.handler(Ctx(state, params, key, now, server_time))
+    else:
+        result = endpoint.handler(ctx)
     response = _json_response(result)
     if rule is not None:  # an *_after rule: the request took effect, the client does not learn it
         if rule.action == "drop_after":

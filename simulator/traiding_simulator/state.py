@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from traiding_simulator.auth import KeyStore
 from traiding_simulator.clock import ExchangeClock, ReplayClock, wall_ms
@@ -14,6 +15,8 @@ from traiding_simulator.engine import Exchange
 from traiding_simulator.faults import Faults
 from traiding_simulator.loading import build_market
 from traiding_simulator.ratelimit import OrderCounter, WeightLimiter
+
+T = TypeVar("T")
 
 
 class Stats:
@@ -39,10 +42,12 @@ class Stats:
 class SimState:
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
-        self.market, start_ms = build_market(config, wall_now_ms=wall_ms())
-        self.replay = ReplayClock(start_ms, config.speed)
+        replay = build_market(config, wall_now_ms=wall_ms())
+        self.market = replay.market
+        self.shift_ms = replay.shift_ms  # candle times = the data's times + shift_ms (whole days)
+        self.replay = ReplayClock(replay.start_ms, config.speed)
         self.exchange_clock = ExchangeClock(config.time_offset_ms)
-        self.exchange = Exchange(config, self.market)
+        self.exchange = Exchange(config, self.market, on_first_fill=self._first_fill)
         self.keys = KeyStore(config.keys)
         self.limiter = WeightLimiter(
             config.weight_limit, config.weight_window_ms, config.ban_after_rejections, config.ban_ms
@@ -50,10 +55,39 @@ class SimState:
         self.sapi_limiter = WeightLimiter(
             config.sapi_weight_limit, config.weight_window_ms, config.ban_after_rejections, config.ban_ms
         )
-        self.orders = OrderCounter(config.order_limit_10s, config.order_limit_1d)
+        self.orders = OrderCounter(
+            config.order_limit_10s, config.order_limit_1d, credit_fills=config.order_counting == "unfilled"
+        )
+        # first fills of the order being placed: credited after it is counted, as Binance does
+        self._placing: list[tuple[str, int]] | None = None
         self.faults = Faults(config.faults, config.seed)
         self.stats = Stats()
         self.stopping = asyncio.Event()
+
+    def _first_fill(self, account: str, orders: int) -> None:
+        if self._placing is not None:
+            self._placing.append((account, orders))
+        else:
+            self.orders.credit(account, orders)
+
+    def place_counted(self, account: str, place: Callable[[], T]) -> tuple[T, dict[str, int]]:
+        """Run `place` (a new order) under the unfilled order count: refused at the limit (-1015); counted when
+        accepted ('all': counted either way), then credited with the order's own first fill; returns the counts
+        its answer reports."""
+        self.orders.check(account)
+        if self.config.order_counting == "all":
+            counts = self.orders.add(account)
+            return place(), counts
+        self._placing = []
+        try:
+            result = place()
+            credits = self._placing
+        finally:
+            self._placing = None
+        counts = self.orders.add(account)
+        for credited, orders in credits:
+            self.orders.credit(credited, orders)
+        return result, counts
 
     def reset(self) -> None:
         """Back to the start: balances, orders, stats, limits, faults, keys and the replay clock."""
@@ -87,6 +121,7 @@ class SimState:
             "time_offset_ms": self.exchange_clock.offset_ms,
             "data_start": self.market.first_ms,
             "data_end": self.market.end_ms,
+            "shift_ms": self.shift_ms,
             "data_ended": self.replay.now_ms() >= self.market.end_ms,
         }
 

@@ -78,7 +78,9 @@ async def test_paginated_ohlcv_returns_exactly_the_stored_candles_across_real_ga
     stored = load_candles(path)
     gaps = int(np.count_nonzero(np.diff(stored.time) != 300_000))
     assert gaps == 6, "the data file is expected to hold its 6 real gaps"
-    cfg = config(data=[DataSource(symbol="BTC/USDT", path=path)], start_fraction=1.0, speed=0.0)
+    cfg = config(  # the file's own dates, to compare with it
+        data=[DataSource(symbol="BTC/USDT", path=path)], start_fraction=1.0, speed=0.0, align_to_wall_clock=False
+    )
     async with run_simulator(cfg) as simulator:
         hub = ExchangeHub(FAST)
         exchange = connect(hub, simulator, None)
@@ -358,7 +360,7 @@ async def test_a_stop_loss_limit_rests_on_the_exchange_and_fills_when_the_replay
     rows += [[start + (60 + i) * minute, 100.0, 100.1, 90.0 if i == 5 else 99.8, 100.0, 5.0] for i in range(30)]
     path = tmp_path / "BTC_USDT-1m.json"
     path.write_text(json.dumps(rows))
-    cfg = config(data=[DataSource(path=path)], start=start + 30 * minute, speed=0.0)
+    cfg = config(data=[DataSource(path=path)], start=start + 30 * minute, speed=0.0, align_to_wall_clock=False)
     async with run_simulator(cfg) as simulator:
         exchange = connect(hub, simulator)
         try:

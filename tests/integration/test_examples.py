@@ -54,10 +54,16 @@ def test_an_example_ends_in_the_phase_its_comment_promises(example: Path, tmp_pa
     if stopped_in is not None:
         assert status["phases"][stopped_in]["state"] == "Failed"
         assert list(status["phases"])[-1] == stopped_in  # nothing ran after the phase that stopped it
-    # The replay held at the pinned start: the backtest's lookback ends exactly there.
+    # The replay held at the pinned start: the backtest's lookback ends exactly there (in market time, the data's
+    # dates moved by whole days onto today's).
     start_ms = int(datetime.fromisoformat(simulator["start"]).timestamp() * 1000)
-    assert status["checkpoint"]["history"]["end_ms"] == start_ms
-    assert (output / "report.html").exists() and (output / "summary.json").exists()
+    replay = status["checkpoint"]["replay"]
+    assert replay["startMs"] == start_ms
+    assert status["checkpoint"]["history"]["end_ms"] == start_ms + replay["shiftDays"] * 86_400_000
+    assert (output / "summary.json").exists()
+    # the report shows the data's own dates, and the replay's beside them
+    report = (output / "report.html").read_text()
+    assert f"to {simulator['start'][:10]} 00:00 UTC in the data, replayed" in report
 
 
 def measured(example: str, *args: str) -> dict[str, tuple[int, int]]:

@@ -235,8 +235,9 @@ def test_after_two_hours_without_an_operator_the_stop_held_and_no_old_signal_is_
             holding = wait_holding(runs, "away")
             position = holding["status"]["checkpoint"]["session"]["positions"]["ETH/USDT"]
             stop = next(o for o in sim.orders("away") if o["clientOrderId"] == position["stop_order"])
-            now = sim.simulator.replay_now()
-            ahead = lows[(now - start_ms) // FIVE_MINUTES + 1 : (now - start_ms) // FIVE_MINUTES + PERIOD - 2]
+            # the candle the replay is in, counted in the file (the replay shows it on today's date)
+            candle = (sim.simulator.replay_now() - sim.simulator.state.shift_ms - start_ms) // FIVE_MINUTES
+            ahead = lows[candle + 1 : candle + PERIOD - 2]
             if ahead.min() < float(stop["stopPrice"]):
                 break
             time.sleep(1)

@@ -1,4 +1,5 @@
-"""The paper broker: fills against (fake) real prices with fees, slippage, partial fills; deterministic."""
+"""The paper broker: fills against (fake) real prices by the simulator's fill model, with fees and partial fills;
+deterministic."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import numpy as np
 import pytest
 
 from traiding.domain.candles import Candles
+from traiding.domain.orderbook import BookModel
+from traiding.domain.pricepath import PricePath
 from traiding_adapters.client_ids import client_order_id
 from traiding_adapters.errors import InsufficientFunds, InvalidOrder, OrderNotFound
 from traiding_adapters.exchange import OrderBook, OrderRequest, Ticker
-from traiding_adapters.paper import KEPT_FINISHED_ORDERS, PaperBroker, PaperSettings
+from traiding_adapters.paper import FINEST_STEP, KEPT_FINISHED_ORDERS, PaperBroker, PaperSettings
 
 
 class FakeMarket:
@@ -48,8 +51,19 @@ def broker(market: FakeMarket, **settings: float) -> PaperBroker:
     return PaperBroker(market, {"USDT": 10_000.0}, PaperSettings(**settings), clock_ms=lambda: 0)  # type: ignore[arg-type]
 
 
-async def test_market_buy_pays_price_slippage_and_fee() -> None:
-    market = FakeMarket()
+class TickerOnlyMarket(FakeMarket):
+    async def fetch_order_book(self, symbol: str, limit: int = 100) -> OrderBook:
+        return OrderBook(symbol=symbol, timestamp=0, bids=(), asks=())
+
+
+async def test_a_market_buy_pays_the_books_price_and_the_fee_with_no_slippage_on_top() -> None:
+    paper = broker(FakeMarket(), fee_rate=0.001, slippage_bps=10)
+    order = await paper.create_order(market_order("buy", 0.5, 0))
+    assert order.average == pytest.approx(101.0)  # the book is the slippage
+
+
+async def test_without_a_book_a_market_buy_pays_the_ticker_price_slippage_and_fee() -> None:
+    market = TickerOnlyMarket()
     paper = broker(market, fee_rate=0.001, slippage_bps=10)
     order = await paper.create_order(market_order("buy", 0.5, 0))
     expected_price = 101.0 * 1.001
@@ -209,12 +223,13 @@ async def test_a_snapshot_keeps_open_orders_and_only_the_recent_finished_ones() 
 
 
 class CandleMarket(FakeMarket):
-    """Market data with candles: the broker replays a resting stop against them."""
+    """Market data with candles (closing at their open, 1000 traded each): the broker replays resting orders."""
 
     def __init__(self) -> None:
         super().__init__()
         self.now = 1_000 * 60_000
         self.rows: list[tuple[int, float, float, float]] = []  # (time, open, low, high)
+        self.volume = 1000.0
 
     async def fetch_ticker(self, symbol: str) -> Ticker:
         ticker = await super().fetch_ticker(symbol)
@@ -223,9 +238,8 @@ class CandleMarket(FakeMarket):
     async def fetch_ohlcv(self, symbol: str, timeframe: str, since_ms: int, until_ms: int) -> Candles:
         rows = [r for r in self.rows if since_ms <= r[0] < until_ms]
         t, o, lo, h = (np.array([r[i] for r in rows]) for i in range(4))
-        return Candles(
-            t.astype(np.int64), o.astype(float), h.astype(float), lo.astype(float), o.astype(float), np.ones(len(rows))
-        )
+        volume = np.full(len(rows), self.volume)
+        return Candles(t.astype(np.int64), o.astype(float), h.astype(float), lo.astype(float), o.astype(float), volume)
 
 
 def stop_order(stop: float, limit: float, amount: float = 1.0, coid: str = "stop-1") -> OrderRequest:
@@ -272,8 +286,15 @@ async def test_a_stop_fills_at_the_candle_that_crossed_it_while_nobody_asked() -
     market.now += 7 * minute  # back above the stop by the time anyone looks
     filled = await paper.fetch_order("BTC/USDT", client_order_id="stop-1")
     assert filled.status == "closed"
-    assert filled.average == pytest.approx(95.0)  # at the stop, not at the candle's low
-    assert filled.last_trade_timestamp == market.rows[4][0]
+    # triggered where the path of the crossing candle (99 -> 90 -> 99.5 -> 99) fell to 95, and sold into the book
+    # the simulator would show at that moment, shaped by the candle before: at its best bid, just under the stop
+    candles = await market.fetch_ohlcv("BTC/USDT", "1m", 0, market.now)
+    path = PricePath(candles, minute)
+    crossed = path.first_crossing(market.rows[4][0], market.now, 95.0, falling=True)
+    assert crossed == market.rows[4][0] + -(-4 * minute // 27)
+    book = BookModel().book_at("BTC/USDT", path, crossed, tick=FINEST_STEP, step=FINEST_STEP, depth=100)
+    assert filled.average == pytest.approx(float(book.bids[0].price)) and 94.9 < (filled.average or 0) < 95.0
+    assert filled.last_trade_timestamp == crossed
 
 
 async def test_a_stop_that_gaps_below_its_limit_rests_as_a_limit_sell() -> None:

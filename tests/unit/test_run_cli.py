@@ -18,7 +18,14 @@ from traiding.errors import UserError
 from traiding.manifest import load_manifest, parse_manifest
 from traiding.pipeline.local import Progress, save_status
 from traiding.resource import PhaseRecord, TradingRunSpec, TradingRunStatus
-from traiding.run_cli import _simulator_data, _synthetic_days, check_approval_flag, check_replay_window
+from traiding.run_cli import (
+    _simulator_config,
+    _simulator_data,
+    _synthetic_days,
+    check_approval_flag,
+    check_replay_window,
+)
+from traiding_simulator.loading import build_market
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -97,6 +104,20 @@ def test_an_empty_data_replays_the_bundled_candles_of_the_runs_pairs() -> None:
 def test_data_the_simulator_cannot_have_is_an_error_naming_the_field(changes: dict[str, Any], words: str) -> None:
     with pytest.raises(UserError, match=re.escape(words)):
         _simulator_data(spec_of(**changes), Path("/nowhere/examples"))
+
+
+def test_a_resumed_run_replays_its_market_at_the_dates_it_started_with() -> None:
+    day = 86_400_000
+    spec = spec_of()  # the example: ETH/USDT from 2021-05-29
+    data, _ = _simulator_data(spec, REPO / "examples")
+    pinned = 1_622_246_400_000  # 2021-05-29T00:00:00Z
+    fresh = build_market(_simulator_config(spec, data, hold=True), wall_now_ms=pinned + 2_000 * day + 5)
+    assert (fresh.shift_ms, fresh.start_ms) == (2_000 * day, pinned + 2_000 * day)
+    # the next day a resumed run gets the shift and start its checkpoint holds, not a new one
+    recorded = {"startMs": pinned, "shiftDays": 2_000}
+    config = _simulator_config(spec, data, hold=False, replay=recorded)
+    resumed = build_market(config, wall_now_ms=pinned + 2_001 * day + 5)
+    assert (resumed.shift_ms, resumed.start_ms) == (fresh.shift_ms, fresh.start_ms)
 
 
 def test_the_replay_window_must_fit_the_data() -> None:

@@ -103,14 +103,22 @@ def test_unknown_missing_and_unreadable_keys(keys: KeyStore) -> None:
     [
         (NOW - 4_999, None, None),  # inside the default 5000 ms window
         (NOW - 5_001, None, -1021),  # outside it
-        (NOW - 9_000, 10_000, None),  # a larger window sent by the client
+        (NOW - 9_000, "10000", None),  # a larger window sent by the client
         (NOW + 999, None, None),  # slightly ahead is tolerated
         (NOW + 1_000, None, -1021),  # 1000 ms ahead is not
-        (NOW, 60_001, -1131),  # recvWindow above the maximum
+        (NOW, "60001", -1131),  # recvWindow above the maximum
+        # as Binance documents them: timestamps in microseconds, recvWindow with up to three decimals
+        (NOW * 1000 - 4_999_999, None, None),  # microseconds, 4.999999 s old: inside the default 5000 ms
+        (NOW * 1000 - 5_000_001, None, -1021),  # a microsecond past it
+        (NOW * 1000 + 999_999, None, None),  # microseconds, just under a second ahead
+        (NOW - 6000, "6000.346", None),  # a decimal recvWindow: microseconds of window
+        (NOW * 1000 - 6_000_347, "6000.346", -1021),  # ... and one microsecond beyond it
+        (NOW, "6000.3456", -1100),  # more than three decimals
+        (NOW, "60000.001", -1131),  # above the maximum
     ],
 )
-def test_timestamp_and_recv_window(keys: KeyStore, timestamp: int, recv_window: int | None, code: int | None) -> None:
-    payload = f"timestamp={timestamp}" + (f"&recvWindow={recv_window}" if recv_window else "")
+def test_timestamp_and_recv_window(keys: KeyStore, timestamp: int, recv_window: str | None, code: int | None) -> None:
+    payload = f"symbol=BTCUSDT&timestamp={timestamp}" + (f"&recvWindow={recv_window}" if recv_window else "")
     if code is None:
         assert verify(keys, signed(payload)) == "key"
     else:

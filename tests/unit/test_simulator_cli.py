@@ -29,7 +29,10 @@ def test_defaults_bind_loopback_and_replay_the_bundled_candles() -> None:
     config = config_from_args(parse())
     assert (config.host, config.port, config.weight_limit) == ("127.0.0.1", 8765, 6000)
     assert config.data == [DataSource(path=BUNDLED_CANDLES)]
-    market, start = build_market(config)
+    assert config.align_to_wall_clock and config.duplicate_client_order_id == "open"  # Binance's behaviour
+    assert config.order_counting == "unfilled"
+    replay = build_market(config.model_copy(update={"align_to_wall_clock": False}))
+    market, start = replay.market, replay.start_ms
     assert sorted(market.by_symbol) == ["BTC/USDT", "ETH/USDT"]
     # The default start is 80% through the data's span, for real candles as for a synthetic market.
     assert start == market.first_ms + int((market.end_ms - market.first_ms) * 0.8)
@@ -44,7 +47,8 @@ def test_all_flags(tmp_path: Path) -> None:
             "--port", "0", "--data", f"ETH/USDT={tmp_path}/eth.json@1h", "--speed", "300",
             "--start", "2021-06-01T00:00", "--seed", "3", "--weight-limit", "1200",
             "--key", "k1:s1:trade", "--key", "k2:s2", "--time-offset-ms", "-1500", "--quiet",
-            "--spread-bps", "5", "--fee", "0.00075", "--duplicate-client-order-id", "open",
+            "--spread-bps", "5", "--fee", "0.00075", "--duplicate-client-order-id", "any",
+            "--order-counting", "all", "--no-align-to-wall-clock",
         )
     )  # fmt: skip
     assert config.data == [DataSource(symbol="ETH/USDT", path=tmp_path / "eth.json", interval="1h")]
@@ -54,7 +58,8 @@ def test_all_flags(tmp_path: Path) -> None:
     assert config.keys[0].secret.get_secret_value() == "s1"
     assert config.time_offset_ms == -1500 and config.log_requests is False
     assert config.spread_bps == 5 and config.taker_fee == config.maker_fee == Decimal("0.00075")
-    assert config.duplicate_client_order_id == "open"
+    assert config.duplicate_client_order_id == "any" and config.order_counting == "all"
+    assert config.align_to_wall_clock is False
 
 
 def test_a_misspelt_setting_is_an_error() -> None:
@@ -107,17 +112,40 @@ def test_missing_files_and_unknown_intervals_are_reported() -> None:
         build_market(SimulatorConfig(data=[DataSource(symbol="BTC/USDT", path=Path("x.json"), interval="7m")]))
 
 
-def test_replay_starts_80_percent_through_or_where_asked_or_at_wall_clock_time() -> None:
-    market, start = build_market(SimulatorConfig(synthetic_days=10))
-    assert start == market.first_ms + int((market.end_ms - market.first_ms) * 0.8)
-    _, start = build_market(SimulatorConfig(synthetic_days=10, start=market.first_ms + 5))
-    assert start == market.first_ms + 5
+def test_replay_starts_80_percent_through_or_where_asked() -> None:
+    replay = build_market(SimulatorConfig(synthetic_days=10, align_to_wall_clock=False))
+    market = replay.market
+    assert replay.start_ms == market.first_ms + int((market.end_ms - market.first_ms) * 0.8)
+    assert replay.shift_ms == 0
+    asked = build_market(SimulatorConfig(synthetic_days=10, start=market.first_ms + 5, align_to_wall_clock=False))
+    assert asked.start_ms == market.first_ms + 5
+
+
+def test_aligned_to_the_wall_clock_the_replay_runs_on_its_date_in_whole_days() -> None:
+    data = build_market(SimulatorConfig(synthetic_days=10, align_to_wall_clock=False)).market
     wall = 1_900_000_000_123
-    aligned, start = build_market(SimulatorConfig(synthetic_days=10, align_to_wall_clock=True), wall_now_ms=wall)
-    assert start == wall
-    shift = aligned.first_ms - market.first_ms
-    assert shift % 86_400_000 == 0  # whole days: candle boundaries stay aligned
-    assert aligned.first_ms <= start < aligned.end_ms
+    # no start: the replay starts at the wall clock itself, a point at most a day after the default one
+    aligned = build_market(SimulatorConfig(synthetic_days=10), wall_now_ms=wall)
+    assert aligned.start_ms == wall
+    assert aligned.shift_ms % 86_400_000 == 0 and aligned.shift_ms > 0  # whole days: intervals stay aligned
+    assert aligned.market.first_ms == data.first_ms + aligned.shift_ms
+    assert 0 <= (wall - aligned.shift_ms) - (data.first_ms + int((data.end_ms - data.first_ms) * 0.8)) < 86_400_000
+    # a start in the data keeps exactly that moment of the data, on the last such day that is not after now
+    asked = data.first_ms + 3 * 86_400_000 + 12_345
+    pinned = build_market(SimulatorConfig(synthetic_days=10, start=asked), wall_now_ms=wall)
+    assert pinned.start_ms - pinned.shift_ms == asked
+    assert 0 <= wall - pinned.start_ms < 86_400_000
+
+
+def test_aligned_near_the_end_of_short_data_the_replay_starts_before_the_default_point() -> None:
+    day = 86_400_000
+    data = build_market(SimulatorConfig(synthetic_days=1, align_to_wall_clock=False))
+    # at this time of day the default point (80% through) plus the part of the day would be past the data's end
+    wall = data.start_ms + 400 * day + 23 * 3_600_000
+    aligned = build_market(SimulatorConfig(synthetic_days=1), wall_now_ms=wall)
+    assert aligned.start_ms == wall
+    in_data = aligned.start_ms - aligned.shift_ms
+    assert data.market.first_ms <= in_data < data.start_ms < data.market.end_ms
 
 
 def _rows(times: list[int]) -> list[list[float]]:
@@ -130,7 +158,7 @@ def test_a_freqtrade_data_directory_replays_as_it_is(tmp_path: Path) -> None:
         "timestamp,open,high,low,close,volume\n"
         + "".join(f"{r[0]},{r[1]},{r[2]},{r[3]},{r[4]},{r[5]}\n" for r in _rows([0, 1, 2]))
     )
-    market, _ = build_market(SimulatorConfig(data=[DataSource(path=tmp_path)]))
+    market = build_market(SimulatorConfig(data=[DataSource(path=tmp_path)])).market
     assert sorted(market.by_symbol) == ["BTC/USDT", "ETH/USDT"]
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -41,16 +41,20 @@ def btc() -> SymbolMarket:
     return SymbolMarket("BTC/USDT", [Series(FIVE_MIN, make_candles(rows))])
 
 
+INTERVAL = {FIVE_MIN: "5m", 15 * MINUTE_MS: "15m", HOUR_MS: "1h", MINUTE_MS: "1m"}
+
+
 def klines(
     symbol: SymbolMarket,
-    interval_ms: int,
+    interval_ms: int | str,
     now: int,
     *,
     start: int | None = None,
     end: int | None = None,
     limit: int = 500,
 ) -> list[list[object]]:
-    rows: list[list[object]] = json.loads(symbol.klines_json(interval_ms, start, end, limit, now))
+    interval = interval_ms if isinstance(interval_ms, str) else INTERVAL[interval_ms]
+    rows: list[list[object]] = json.loads(symbol.klines_json(interval, start, end, limit, now))
     return rows
 
 
@@ -126,9 +130,65 @@ def test_path_range_covers_extremes_between_two_times(btc: SymbolMarket) -> None
     assert low == 91.0 and high == pytest.approx(btc.price_at(T0 + 2 * FIVE_MIN + FIVE_MIN // 2))
 
 
-def test_kline_numbers_round_trip_exactly() -> None:
-    for value in (29000.01, 1.23456789, 794.500517, 12345678.12345678, 0.1 + 0.2):
-        assert float(fmt_number(value)) == value
+def test_numbers_are_written_as_binance_writes_them_prices_on_the_tick() -> None:
+    for value in (29000.01, 1.23456789, 794.500517, 12345678.12345678):
+        assert float(fmt_number(value)) == value  # what the data holds comes back exactly
+    assert fmt_number(0.1 + 0.2) == "0.30000000"  # never more than the symbol's 8 decimals
+    assert fmt_number(29000.0149, 2) == "29000.01000000"  # a price: on the tick
+
+
+def test_a_price_off_the_tick_in_the_data_is_served_on_the_tick() -> None:
+    rows = [(T0, 100.004, 110.0, 94.996, 105.0, 10.0), (T0 + FIVE_MIN, 105.0, 106.0, 104.0, 105.5, 1.0)]
+    symbol = SymbolMarket("BTC/USDT", [Series(FIVE_MIN, make_candles(rows))])  # BTC/USDT: tick 0.01
+    first, _ = klines(symbol, FIVE_MIN, now=T0 + 2 * FIVE_MIN)
+    assert first[1:4] == ["100.00000000", "110.00000000", "95.00000000"]
+    assert symbol.price_text(symbol.price_at(T0 + FIVE_MIN // 6)) == "97.50000000"
+
+
+def test_one_second_klines_are_read_off_the_path_inside_the_data_candles(btc: SymbolMarket) -> None:
+    rows = klines(btc, "1s", now=T0 + HOUR_MS, start=T0, limit=1000)
+    assert len(rows) == 1000 and [r[0] for r in rows[:3]] == [T0, T0 + 1000, T0 + 2000]
+    assert all(r[6] == r[0] + 999 for r in rows)  # type: ignore[operator]
+    for row in rows[::97]:
+        t = int(row[0])  # type: ignore[call-overload]
+        assert float(row[1]) == pytest.approx(btc.price_at(t), abs=0.005)  # type: ignore[arg-type]
+        volume = float(btc.base.candles.volume[btc.path.locate(t)])
+        assert float(row[5]) == pytest.approx(volume / 300, abs=1e-8)  # type: ignore[arg-type]  # pro rata
+    # the 300 seconds of the first candle add up to it
+    whole = klines(btc, "1s", now=T0 + HOUR_MS, start=T0, end=T0 + FIVE_MIN - 1, limit=1000)
+    assert len(whole) == 300
+    assert max(float(r[2]) for r in whole) == 110.0 and min(float(r[3]) for r in whole) == 95.0  # type: ignore[arg-type]
+    assert float(whole[-1][4]) == 105.0  # type: ignore[arg-type]
+    # gaps stay gaps; the newest ones without a start; nothing after now
+    in_gap = klines(btc, "1s", now=T0 + HOUR_MS, start=T0 + 4 * FIVE_MIN, end=T0 + 6 * FIVE_MIN - 1)
+    assert in_gap == []
+    latest = klines(btc, "1s", now=T0 + 6 * FIVE_MIN + 2500, limit=3)
+    assert [r[0] for r in latest] == [T0 + 6 * FIVE_MIN, T0 + 6 * FIVE_MIN + 1000, T0 + 6 * FIVE_MIN + 2000]
+
+
+def test_monthly_klines_are_calendar_months() -> None:
+    jan_1 = 1_704_067_200_000  # 2024-01-01T00:00Z
+    rows = [(jan_1 + i * 86_400_000, 1.0 + i, 2.0 + i, 0.5, 1.5 + i, 1.0) for i in range(40)]
+    symbol = SymbolMarket("BTC/USDT", [Series(86_400_000, make_candles(rows))])
+    january, february = klines(symbol, "1M", now=jan_1 + 40 * 86_400_000)
+    feb_1 = jan_1 + 31 * 86_400_000
+    assert (january[0], january[6], february[0]) == (jan_1, feb_1 - 1, feb_1)
+    assert [float(x) for x in january[1:6]] == [1.0, 32.0, 0.5, 31.5, 31.0]  # type: ignore[arg-type]
+    assert float(february[5]) == 9.0  # type: ignore[arg-type]  # February so far: 9 days
+    assert int(february[6]) == jan_1 + 60 * 86_400_000 - 1  # type: ignore[call-overload]  # 2024 is a leap year
+
+
+def test_the_average_price_is_volume_weighted_over_the_last_five_minutes(btc: SymbolMarket) -> None:
+    # the whole second candle (105 -> 106 -> 90 -> 92, 20 traded): the mean of its path's three legs
+    expected = ((105 + 106) / 2 + (106 + 90) / 2 + (90 + 92) / 2) / 3
+    assert btc.average_price(T0 + 2 * FIVE_MIN, 5) == pytest.approx(expected)
+    # half of the first candle and half of the second: weighted by their volumes, 10 and 20
+    first_half = btc.path.volume_weighted_price(T0 + FIVE_MIN // 2, T0 + FIVE_MIN)
+    second_half = btc.path.volume_weighted_price(T0 + FIVE_MIN, T0 + FIVE_MIN + FIVE_MIN // 2)
+    assert [first_half[0], second_half[0]] == pytest.approx([5.0, 10.0])
+    mixed = (first_half[0] * first_half[1] + second_half[0] * second_half[1]) / 15
+    assert btc.average_price(T0 + FIVE_MIN + FIVE_MIN // 2, 5) == pytest.approx(mixed)
+    assert btc.average_price(T0 + 5 * FIVE_MIN + 1, 5) == 94.0  # nothing traded in the gap: the last price
 
 
 def test_synthetic_market_is_seeded_and_on_the_tick_grid() -> None:

@@ -71,15 +71,53 @@ def test_repeat_bans_get_longer() -> None:
     assert int(second.value.headers["Retry-After"]) == 2
 
 
-def test_order_count_limit_per_ten_seconds() -> None:
-    clock = FakeClock(1_800_000_000_000)
+def test_the_unfilled_order_count_refuses_at_the_limit_with_retry_after() -> None:
+    clock = FakeClock(1_800_000_003_000)  # 3 s into a 10-second window
     counter = OrderCounter(limit_10s=2, limit_1d=100, clock=clock)
-    assert counter.charge("main") == {"10S": 1, "1D": 1}
-    assert counter.charge("main")["10S"] == 2
+    counter.check("main")
+    assert counter.add("main") == {"10S": 1, "1D": 1}
+    assert counter.add("main")["10S"] == 2
     with pytest.raises(BinanceError) as err:
-        counter.charge("main")
+        counter.check("main")
     assert (err.value.status, err.value.code) == (429, -1015)
-    assert counter.charge("other")["10S"] == 1
-    clock.now += 10_000
-    assert counter.charge("main")["10S"] == 1
-    assert counter.counts("main")["1D"] == 3  # the refused order is not counted
+    assert err.value.msg == "Too many new orders; current limit is 2 orders per 10 SECOND."
+    assert err.value.headers["Retry-After"] == "7"  # the seconds until the window resets
+    counter.check("other")  # per account
+    clock.now += 7_000
+    counter.check("main")
+    assert counter.add("main") == {"10S": 1, "1D": 3}
+
+
+def test_a_first_fill_takes_orders_off_the_count_never_below_zero() -> None:
+    # Binance's FAQ, example 1: A, B placed (2); B fills as a taker (1); C (2); D placed (3) and filled (2)
+    clock = FakeClock(1_800_000_000_000)
+    counter = OrderCounter(limit_10s=100, limit_1d=1000, clock=clock)
+    counter.add("main")
+    counter.add("main")
+    counter.credit("main", 1)
+    assert counter.counts("main") == {"10S": 1, "1D": 1}
+    counter.add("main")
+    counter.add("main")
+    counter.credit("main", 1)
+    assert counter.counts("main") == {"10S": 2, "1D": 2}
+    counter.credit("main", 5)  # a maker's first fill: no credit beyond zero
+    assert counter.counts("main") == {"10S": 0, "1D": 0}
+
+
+def test_the_day_window_resets_at_utc_midnight() -> None:
+    midnight = 1_800_057_600_000  # a UTC midnight
+    clock = FakeClock(midnight - 30_000)
+    counter = OrderCounter(limit_10s=100, limit_1d=1, clock=clock)
+    counter.add("main")
+    with pytest.raises(BinanceError) as err:
+        counter.check("main")
+    assert err.value.headers["Retry-After"] == "30" and "1 DAY" in err.value.msg
+    clock.now = midnight
+    counter.check("main")
+
+
+def test_the_strict_mode_keeps_every_order_counted() -> None:
+    counter = OrderCounter(limit_10s=100, limit_1d=1000, clock=FakeClock(1_800_000_000_000), credit_fills=False)
+    counter.add("main")
+    counter.credit("main", 1)
+    assert counter.counts("main")["10S"] == 1

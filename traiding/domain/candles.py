@@ -641,6 +641,11 @@ class CandleCache:
             gaps.append((cursor, want_end))
         return [(s, e) for s, e in gaps if s < e]
 
+    def drop(self, exchange: str, symbol: str, timeframe: str) -> None:
+        """Forget everything cached for the key."""
+        for path in (self.path_for(exchange, symbol, timeframe), self._coverage_path(exchange, symbol, timeframe)):
+            path.unlink(missing_ok=True)
+
     def get(self, exchange: str, symbol: str, timeframe: str, start_ms: int, end_ms: int) -> Candles | None:
         """The cached candles opening in `[start_ms, end_ms)` if that whole range was fetched, else None."""
         if self.missing(exchange, symbol, timeframe, start_ms, end_ms):

@@ -43,8 +43,30 @@ def history_window(ctx: RunContext, checkpoint: dict[str, Any]) -> tuple[int, in
 async def load_history(ctx: RunContext, symbol: str, start_ms: int, end_ms: int) -> Candles:
     key = cache_key(ctx.spec)
     cached = ctx.cache.get(key, symbol, ctx.timeframe, start_ms, end_ms)
+    if ctx.spec.exchange.simulator is not None:
+        # A replay aligned to the wall clock shows the same candles under other dates on another day, and other
+        # data under the same dates: a simulator's entry holds the one window fetched last, and is used only while
+        # the replay still shows its first and last candle as they were cached.
+        if cached is not None and not await _replay_shows(ctx, symbol, cached):
+            cached = None
+        if cached is None:
+            ctx.cache.drop(key, symbol, ctx.timeframe)
     if cached is not None:
         return cached
     candles = await ctx.exchange.fetch_ohlcv(symbol, ctx.timeframe, start_ms, end_ms)
     ctx.cache.put(key, symbol, ctx.timeframe, candles, start_ms=start_ms, end_ms=end_ms)
     return candles
+
+
+async def _replay_shows(ctx: RunContext, symbol: str, cached: Candles) -> bool:
+    if len(cached) == 0:
+        return False
+    for index in (0, len(cached) - 1):
+        t = int(cached.time[index])
+        live = await ctx.exchange.fetch_ohlcv(symbol, ctx.timeframe, t, t + ctx.timeframe_ms)
+        if len(live) != 1 or int(live.time[0]) != t:
+            return False
+        for column in ("open", "high", "low", "close", "volume"):
+            if float(getattr(live, column)[0]) != float(getattr(cached, column)[index]):
+                return False
+    return True

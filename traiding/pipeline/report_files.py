@@ -21,7 +21,7 @@ import numpy.typing as npt
 from traiding.domain.candles import CandleCache
 from traiding.domain.metrics import market_change_pct
 from traiding.domain.statemachine import TERMINAL, Phase
-from traiding.domain.timeframes import format_duration
+from traiding.domain.timeframes import DAY_MS, format_duration
 from traiding.pipeline.backtest_phase import backtest_symbol
 from traiding.pipeline.events import json_safe
 from traiding.pipeline.history import cache_key
@@ -46,6 +46,10 @@ from traiding.pipeline.reporting import session_summary
 from traiding.resource import TradingRun, TradingRunStatus
 
 LIVE_REPORT_INTERVAL_S = 2.0
+# Checkpoint entry of a run against the simulator `traiding run` starts: where in the data its replay starts
+# ("startMs", the data's time) and by how many whole days the replay moved the data's dates to the wall clock's
+# ("shiftDays"). Market times in the status are replay times: the data's own are `shiftDays` earlier.
+REPLAY_KEY = "replay"
 TRADES_SHOWN_OPEN = 30  # longer trade lists start folded
 
 
@@ -173,12 +177,28 @@ def _overview(run: TradingRun, status: TradingRunStatus) -> str:
             f"{risk.dailyLossLimitPct:g}%, kill switch at a {risk.maxDrawdownPct:g}% drawdown",
         ),
     ]
+    shift = int(status.checkpoint.get(REPLAY_KEY, {}).get("shiftDays", 0)) * DAY_MS
+
+    def span(start: int, end: int) -> str:
+        replayed = f"{fmt_time(start)} to {fmt_time(end)} UTC"
+        if not shift:
+            return replayed
+        return f"{fmt_time(start - shift)} to {fmt_time(end - shift)} UTC in the data, replayed {replayed}"
+
+    if shift:
+        rows.append(
+            (
+                "Market replay",
+                f"the simulator replayed the candles on the wall clock's date, {shift // DAY_MS} days after their "
+                "own: the times below are replay times, the data's own dates are that many days earlier",
+            )
+        )
     history = status.checkpoint.get("history")
     if history:
         rows.append(
             (
                 "Backtest window (lookback)",
-                f"{fmt_time(history['start_ms'])} to {fmt_time(history['end_ms'])} UTC "
+                f"{span(history['start_ms'], history['end_ms'])} "
                 f"({spec.gates.dataCheck.lookback} of {spec.market.timeframe} candles)",
             )
         )
@@ -187,8 +207,7 @@ def _overview(run: TradingRun, status: TradingRunStatus) -> str:
         rows.append(
             (
                 "Trading session",
-                f"{fmt_time(session['started_ms'])} to {fmt_time(session['ends_ms'])} UTC "
-                f"({spec.session.duration}, market time)",
+                f"{span(session['started_ms'], session['ends_ms'])} ({spec.session.duration}, market time)",
             )
         )
     return "<h2>Run</h2>" + facts(rows)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from traiding.domain.candles import CandleCache
+from traiding.domain.orderbook import BookModel
 from traiding.domain.statemachine import Approval, Decision, Phase
 from traiding.domain.timeframes import duration_timedelta, timeframe_ms
 from traiding.pipeline.context import RunContext
@@ -34,15 +35,20 @@ class RunIdentity:
 
 
 def paper_broker(spec: TradingRunSpec, exchange: Exchange, observer: ExchangeObserver = NULL_OBSERVER) -> PaperBroker:
-    """The dry run's simulated account on the run's capital; the session restores it from the checkpoint."""
+    """The dry run's simulated account on the run's capital; the session restores it from the checkpoint.
+
+    It fills by the simulator's fill model, with the simulator's seed where the run trades against one, so a dry
+    and a live run of the same strategy against the simulator fill alike."""
     base_currencies = {symbol.split("/")[0]: 0.0 for symbol in spec.market.symbols}
+    simulator = spec.exchange.simulator
     return PaperBroker(
         exchange,
         {spec.capital.currency: spec.capital.initial, **base_currencies},
         PaperSettings(
             fee_rate=spec.costs.feeRate,
-            slippage_bps=spec.costs.slippagePct * 100,
+            slippage_bps=spec.costs.slippagePct * 100,  # only where the exchange shows no order book
             candle_timeframe=str(spec.market.timeframe),
+            book_model=BookModel(seed=simulator.seed) if simulator is not None else BookModel(),
         ),
         observer=observer,
         exchange_id=exchange.exchange_id,
