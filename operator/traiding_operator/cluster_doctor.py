@@ -135,6 +135,13 @@ def check_operator(api: ApiClient, namespace: str | None, runs: list[dict[str, A
     if deployments:
         d = deployments[0]
         where = f"-n {d.metadata.namespace}"
+        if not d.spec.replicas:
+            return Check(
+                "operator",
+                False,
+                f"Deployment {d.metadata.namespace}/{d.metadata.name} is scaled to 0: no run is driven; "
+                f"`kubectl {where} scale deployment {d.metadata.name} --replicas=1`",
+            )
         return Check(
             "operator",
             False,

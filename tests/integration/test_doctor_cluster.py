@@ -202,8 +202,20 @@ def test_a_ready_operator_with_metrics_passes_and_scaled_to_zero_fails(cluster: 
     code, checks = doctor(cluster)
     assert code == 1
     assert checks["operator"]["status"] == "fail"
-    assert f"Deployment {NAMESPACE}/ai-traiding: 0 of 0 replicas ready" in checks["operator"]["detail"]
-    apps.patch_namespaced_deployment_scale("ai-traiding", NAMESPACE, {"spec": {"replicas": 1}})
+    assert f"Deployment {NAMESPACE}/ai-traiding is scaled to 0: no run is driven" in checks["operator"]["detail"]
+    # Replicas that never become ready (here: no node matches them).
+    apps.delete_namespaced_deployment("ai-traiding", NAMESPACE)
+    unschedulable = operator_deployment(1)
+    unschedulable["spec"]["template"]["spec"]["nodeSelector"] = {"traiding.io/no-such-node": "true"}
+    wait_for(
+        "the old Deployment to be gone",
+        lambda: not apps.list_namespaced_deployment(NAMESPACE).items,
+        timeout=60,
+    )
+    apps.create_namespaced_deployment(NAMESPACE, unschedulable)
+    code, checks = doctor(cluster)
+    assert code == 1
+    assert f"Deployment {NAMESPACE}/ai-traiding: 0 of 1 replicas ready" in checks["operator"]["detail"]
 
 
 def test_the_slo_rules_are_checked_once_the_prometheus_operator_is_installed(
