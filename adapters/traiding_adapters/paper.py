@@ -261,7 +261,9 @@ class PaperBroker:
         tf = timeframe_ms(self.settings.candle_timeframe)
         points: list[tuple[int, float, float, float]] = []  # (time, open, low, high) of each candle after `since`
         if isinstance(self._market, CandleData):
-            candles = await self._market.fetch_ohlcv(order.symbol, self.settings.candle_timeframe, since, now + tf)
+            candles = await self._market.fetch_recent_ohlcv(
+                order.symbol, self.settings.candle_timeframe, since, now + tf
+            )
             points = [
                 (int(t), float(o), float(lo), float(h))
                 for t, o, lo, h in zip(candles.time, candles.open, candles.low, candles.high, strict=True)

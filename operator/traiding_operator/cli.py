@@ -18,7 +18,8 @@ from traiding.telemetry.server import (
     port_from,
     serve_metrics,
 )
-from traiding_operator.config import IDENTITY_ENV
+from traiding_operator.config import IDENTITY_ENV, OperatorConfig
+from traiding_operator.shards import SHARD_LABEL, Shard
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +50,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long a run's Lease outlives a silent holder before another operator takes the run over",
     )
     parser.add_argument(
+        "--shard",
+        metavar="NAME",
+        help=f"serve only the runs labelled {SHARD_LABEL}=NAME (default: every run; see docs/operator.md#sharding)",
+    )
+    parser.add_argument(
+        "--default-shard",
+        action="store_true",
+        help="with --shard: also serve the runs that carry no shard label (one shard of a cluster should)",
+    )
+    parser.add_argument(
         "--liveness",
         metavar="URL",
         help="serve kopf's health endpoint here, e.g. http://0.0.0.0:8080/healthz (the chart's probes use it)",
@@ -70,6 +81,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("say where to serve TradingRuns: --namespace NS (repeatable) or --all-namespaces")
     if args.lease_seconds < 3:
         raise UserError(f"--lease-seconds must be at least 3, got {args.lease_seconds}")
+    if args.default_shard and not args.shard:
+        raise UserError("--default-shard needs --shard NAME: it makes that shard serve the unlabelled runs too")
+    try:
+        shard = Shard(args.shard, default=args.default_shard)
+    except ValueError as error:
+        raise UserError(f"--shard: {error}") from None
+    OperatorConfig.from_env()  # a bad setting in the environment stops here, with the variable's name
     port = port_from(args.metrics_port, default=DEFAULT_OPERATOR_PORT)
     address = args.metrics_address or os.environ.get(METRICS_ADDRESS_ENV) or DEFAULT_OPERATOR_ADDRESS
     configure_stream_logging(logging.DEBUG if args.verbose else logging.INFO)
@@ -89,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
                 lease_seconds=args.lease_seconds,
                 liveness_endpoint=args.liveness,
                 metrics=metrics,
+                shard=shard,
             )
         )
     finally:

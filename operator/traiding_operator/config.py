@@ -9,9 +9,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from traiding.errors import UserError
+
 SIMULATOR_URL_ENV = "TRAIDING_SIMULATOR_URL"
 CACHE_DIR_ENV = "TRAIDING_CACHE_DIR"
 IDENTITY_ENV = "TRAIDING_OPERATOR_IDENTITY"
+CPU_WORKERS_ENV = "TRAIDING_CPU_WORKERS"
+MAX_CPU_WORKERS = 64
 
 
 def default_identity() -> str:
@@ -26,13 +30,18 @@ class OperatorConfig:
     simulator_url: str | None  # for runs against the simulator whose spec names no URL
     cache_dir: Path  # candle cache shared by the runs of this operator
     identity: str  # the holder identity of this process's Leases
+    cpu_workers: int | None = None  # processes for the phases' CPU work; None: the CPUs it may use, 0: inline
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
         env = os.environ if env is None else env
         cache = env.get(CACHE_DIR_ENV) or str(Path.home() / ".cache" / "ai-traiding" / "candles")
+        workers = env.get(CPU_WORKERS_ENV, "").strip()
+        if workers and not (workers.isdigit() and int(workers) <= MAX_CPU_WORKERS):
+            raise UserError(f"{CPU_WORKERS_ENV} must be a whole number from 0 to {MAX_CPU_WORKERS}, got {workers!r}")
         return cls(
             simulator_url=env.get(SIMULATOR_URL_ENV) or None,
             cache_dir=Path(cache),
             identity=env.get(IDENTITY_ENV) or default_identity(),
+            cpu_workers=int(workers) if workers else None,
         )

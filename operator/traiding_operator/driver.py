@@ -12,6 +12,7 @@ the finalizer until the run has closed its positions (or left them, if its spec 
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
@@ -22,14 +23,14 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from traiding.domain.candles import CandleCache
 from traiding.domain.statemachine import TERMINAL, Phase
 from traiding.pipeline.context import RunContext
-from traiding.pipeline.events import EventLog, EventSink
-from traiding.pipeline.runner import advance
+from traiding.pipeline.events import EventLog, EventSink, MemorySink
+from traiding.pipeline.history import HistoryStore
+from traiding.pipeline.runner import advance, start
 from traiding.pipeline.session import holds_positions
 from traiding.pipeline.wiring import SPEC_KEY, RunIdentity, open_context, poll_seconds, wait_after
-from traiding.resource import TradingRunSpec, TradingRunStatus
+from traiding.resource import API_GROUP, API_VERSION, KIND, TradingRunSpec, TradingRunStatus
 from traiding.telemetry.logs import set_run_fields
 from traiding.telemetry.metrics import Metrics
 from traiding.telemetry.runs import facts_of
@@ -41,7 +42,7 @@ from traiding_operator.annotations import cancel_requested
 from traiding_operator.config import OperatorConfig
 from traiding_operator.credentials import CredentialsError, read_credentials
 from traiding_operator.kube import KubeCalls
-from traiding_operator.kube_events import KubernetesEventSink
+from traiding_operator.kube_events import EventRecorder, KubernetesEventSink, ObjectRef
 from traiding_operator.lease import LeaseLost, LeaseSettings, RunLease
 from traiding_operator.run_status import (
     current_approval,
@@ -50,10 +51,12 @@ from traiding_operator.run_status import (
     note_spec_generation,
     stop_status,
 )
+from traiding_operator.status_throttle import StatusThrottle
 from traiding_operator.status_writer import RunGone, StatusConflict, StatusWriter
 
 ANNOTATION_POLL_SECONDS = 1.0  # how soon an approval or cancel annotation is acted on while waiting
 FINALIZER_WAIT_SECONDS = 1.0
+FIRST_FINALIZER_POLL_SECONDS, FIRST_FINALIZER_POLLS = 0.02, 100
 MAX_FAILURES = 5  # unexpected errors in a row before the run says why (and, if it holds nothing, fails)
 MAX_FAILURE_BACKOFF_SECONDS = 60.0
 
@@ -63,11 +66,13 @@ Sleep = Callable[[float], Awaitable[Any]]
 
 @dataclass
 class OperatorRuntime:
-    """What every run's driver shares: API calls, the exchange hub (one budget per key), config, identity,
-    and the metrics."""
+    """What every run's driver shares: API calls, the exchange hub (one budget per key), the candle history
+    (and the process pool its CPU work runs in), the Event recorder, config, identity, and the metrics."""
 
     kube: KubeCalls
     hub: ExchangeHub
+    history: HistoryStore
+    events: EventRecorder
     config: OperatorConfig
     identity: str  # holder identity of this process's Leases
     lease: LeaseSettings
@@ -109,6 +114,7 @@ class RunDriver:
         self.namespace = str(body.metadata.namespace)
         self.uid = str(body.metadata.uid)
         self.writer = StatusWriter(runtime.kube, self.namespace, self.name)
+        self.throttle = StatusThrottle()
         self.lease = RunLease(
             runtime.kube,
             namespace=self.namespace,
@@ -118,8 +124,9 @@ class RunDriver:
             settings=runtime.lease,
         )
         facts = facts_of(body)
+        self.ref = ObjectRef(f"{API_GROUP}/{API_VERSION}", KIND, self.namespace, self.name, self.uid)
         sinks: list[EventSink] = [
-            KubernetesEventSink(body, logger),
+            KubernetesEventSink(runtime.events, self.ref, logger),
             RunMetricsSink(runtime.metrics, mode=facts.mode, trigger=facts.trigger),
         ]
         self.events = EventLog(self.name, sinks)
@@ -174,16 +181,22 @@ class RunDriver:
             await self.lease.release()
 
     # --- driving --------------------------------------------------------------------------------------------
-    async def _read(self) -> TradingRunStatus:
-        obj = await self.writer.read()
+    async def _read(self, *, watched: bool = False) -> TradingRunStatus:
+        """The run's status as stored; `watched`: as kopf last saw it (no request; a stale view fails the first
+        write with a conflict, and the run is read again)."""
+        obj = self.writer.adopt(copy.deepcopy(dict(self.body))) if watched else await self.writer.read()
         generation = obj.get("metadata", {}).get("generation")
-        return initial_status(
+        status = initial_status(
             obj.get("status"), self.uid, int(generation) if generation else None, dict(obj.get("spec") or {})
         )
+        self.throttle.written(status)
+        return status
 
     async def _run(self, sleep: Sleep, stop: Callable[[], bool], *, deleting: bool) -> bool:
         """Drive from the stored status while the Lease is held; True once the run is final."""
-        status = await self._read()
+        if not deleting:
+            await self._until_finalizer(sleep, stop)
+        status = await self._read(watched=True)
         if Phase(status.phase) in TERMINAL:
             return True
         now = datetime.now(UTC)
@@ -196,7 +209,10 @@ class RunDriver:
             return True
         async with AsyncExitStack() as stack:
             try:
-                ctx = await self._context(stack, status)
+                spec = self._spec(status)
+                if Phase(status.phase) is Phase.PENDING:
+                    status = await self._write_first_status(spec, status)
+                ctx = await self._context(stack, status, spec)
             except RunStartError as error:
                 if holds_positions(status.checkpoint):
                     raise RuntimeError(f"{error.reason}: {error.message}") from None  # retried: positions wait
@@ -225,7 +241,40 @@ class RunDriver:
                 if decision.phase is Phase.AWAITING_APPROVAL:
                     wait = min(wait, ANNOTATION_POLL_SECONDS)
                 await sleep(wait)
+            if self.throttle.pending:  # a stopping operator leaves the run as far as it got
+                await self._persist(status)
         return False
+
+    async def _write_first_status(self, spec: TradingRunSpec, status: TradingRunStatus) -> TradingRunStatus:
+        """Pending -> DataCheck, written before any work: a run says at once that it was picked up. Its Event
+        follows the write; a write refused because the object changed is retried once on a fresh read."""
+        for attempt in (1, 2):
+            if Phase(status.phase) is not Phase.PENDING:
+                return status
+            said = MemorySink()
+            first = start(
+                spec, EventLog(self.name, [said]), status, datetime.now(UTC), generation=status.observedGeneration
+            )
+            try:
+                await self._persist(first)
+            except StatusConflict:
+                if attempt == 2:
+                    raise
+                status = await self._read()
+                continue
+            for event in said.events:
+                for sink in self.events.sinks:
+                    sink.emit(event)
+            return first
+        return status
+
+    async def _until_finalizer(self, sleep: Sleep, stop: Callable[[], bool]) -> None:
+        """Wait (briefly) for kopf's finalizer on a new run: kopf adds it right after starting the daemon, and a
+        status written before would be refused for the change."""
+        for _ in range(FIRST_FINALIZER_POLLS):
+            if self._finalizer_present() or stop():
+                return
+            await sleep(FIRST_FINALIZER_POLL_SECONDS)
 
     async def _step(
         self, ctx: RunContext, status: TradingRunStatus, generation: int | None, *, deleting: bool
@@ -246,7 +295,7 @@ class RunDriver:
             persist=self._persist,
         )
         note_spec_generation(status, self._generation(), now)
-        await self._persist(status)
+        await self._persist_step(status)
         set_run_fields(phase=status.phase)
         return status, decision
 
@@ -254,12 +303,21 @@ class RunDriver:
         """A status write, only while this process holds the Lease, guarded by the resourceVersion."""
         self.lease.check()
         await self.writer.write(status)
+        self.throttle.written(status)
 
-    async def _context(self, stack: AsyncExitStack, status: TradingRunStatus) -> RunContext:
+    async def _persist_step(self, status: TradingRunStatus) -> None:
+        """The status after a step: at once when more than the session's progress changed, else at most every
+        few seconds (status_throttle.py). Writes in the middle of a step (`_persist`) are never held back."""
+        if self.throttle.due(status):
+            await self._persist(status)
+
+    def _spec(self, status: TradingRunStatus) -> TradingRunSpec:
         try:
-            spec = TradingRunSpec.model_validate(status.checkpoint[SPEC_KEY])
+            return TradingRunSpec.model_validate(status.checkpoint[SPEC_KEY])
         except ValidationError as error:
             raise RunStartError("InvalidSpec", f"the spec is invalid: {error}") from None
+
+    async def _context(self, stack: AsyncExitStack, status: TradingRunStatus, spec: TradingRunSpec) -> RunContext:
         credentials = await self._credentials(spec)
         try:
             return await open_context(
@@ -270,7 +328,7 @@ class RunDriver:
                 credentials=credentials,
                 simulator_url=self._simulator_url(spec),
                 events=self.events,
-                cache=CandleCache(self.runtime.config.cache_dir),
+                history=self.runtime.history,
             )
         except ExchangeLayerError as error:  # e.g. an exchange id ccxt does not know: it never will
             raise RunStartError(type(error).__name__, str(error)) from None
@@ -313,7 +371,7 @@ class RunDriver:
         """After `failures` unexpected errors in a row: a run that holds nothing fails with the reason (True);
         one holding positions says so on the object and keeps being retried (False): it must not be abandoned."""
         message = f"the operator failed {failures} times in a row driving this run: {type(error).__name__}: {error}"
-        kopf.event(self.body, type="Warning", reason="OperatorError", message=message[:1000])
+        self.runtime.events.record(self.ref, "Warning", "OperatorError", message)
         try:
             if not await self.lease.try_acquire():
                 return False

@@ -14,6 +14,9 @@ from typing import Any
 
 import kopf
 
+from traiding.domain.candles import CandleCache
+from traiding.pipeline.history import HistoryStore
+from traiding.pipeline.offload import INLINE, Offload, ProcessOffload
 from traiding.resource import API_GROUP, API_VERSION, PLURAL
 from traiding.telemetry.metrics import Metrics
 from traiding.telemetry.runs import facts_of
@@ -21,7 +24,9 @@ from traiding_adapters.hub import ExchangeHub
 from traiding_operator.config import OperatorConfig
 from traiding_operator.driver import OperatorRuntime, RunDriver, is_final
 from traiding_operator.kube import KubeCalls, api_client, client_configuration, connection_info
+from traiding_operator.kube_events import EventRecorder
 from traiding_operator.lease import LeaseSettings
+from traiding_operator.shards import SHARD_KEY, SHARD_LABEL, Shard, in_shard
 
 # How long a stopping operator lets a run's step finish before cancelling it (kopf's cancellation_backoff),
 # then how long a cancelled step gets to unwind. A cancelled step is simply redone by the next operator
@@ -43,6 +48,14 @@ IDENTITY_KEY, LEASE_KEY = "identity", "lease"
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 
+class _QuietObserve(logging.Filter):
+    """Drops kopf's line for each successful call of the `observe` handler: one per watch event of every run,
+    which says nothing (its failures are still logged)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != "Handler 'observe' succeeded."
+
+
 def configure_settings(settings: kopf.OperatorSettings) -> None:
     # Kopf's own per-handler log lines as Events would bury the runs' phase changes, which the driver posts.
     settings.posting.level = logging.WARNING
@@ -56,6 +69,9 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
     settings.networking.connect_timeout = KOPF_CONNECT_TIMEOUT_SECONDS
     settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_SECONDS
     settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT_SECONDS
+    objects_logger = logging.getLogger("kopf.objects")
+    if not any(isinstance(f, _QuietObserve) for f in objects_logger.filters):
+        objects_logger.addFilter(_QuietObserve())
 
 
 @kopf.on.startup()
@@ -68,9 +84,23 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: Logger, **_:
     metrics: Metrics = memo["metrics"]
     hub = ExchangeHub(observer=metrics)
     metrics.watch_exchanges(hub)
+    kube = KubeCalls(api_client(configuration))
+    # CPU-heavy phase work off the event loop, in worker processes sized to the machine (0 workers: inline).
+    offload: Offload = INLINE if config.cpu_workers == 0 else ProcessOffload(config.cpu_workers)
+    events = EventRecorder(kube, identity)
+    events.start()
     memo["runtime"] = OperatorRuntime(
-        KubeCalls(api_client(configuration)), hub, config, identity, lease, FINALIZER, metrics
+        kube,
+        hub,
+        HistoryStore(CandleCache(config.cache_dir), offload),
+        events,
+        config,
+        identity,
+        lease,
+        FINALIZER,
+        metrics,
     )
+    shard: Shard = memo.get(SHARD_KEY) or Shard()
     logger.info(
         "traiding operator started",
         extra={
@@ -79,6 +109,8 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: Logger, **_:
             "lease_seconds": lease.duration_s,
             "simulator_url": config.simulator_url,
             "cache": str(config.cache_dir),
+            "cpu_workers": getattr(offload, "workers", 0),
+            "shard": shard.describe(),
         },
     )
 
@@ -93,6 +125,11 @@ async def stop(memo: Any, logger: Logger, **_: Any) -> None:
     runtime = memo.get("runtime")
     if isinstance(runtime, OperatorRuntime):
         runtime.metrics.unwatch_exchanges(runtime.hub)
+        await runtime.events.close()
+        await runtime.history.flush()
+        offload = runtime.history.offload
+        if isinstance(offload, ProcessOffload):
+            offload.close()
         await runtime.hub.close()
         runtime.kube.close()
     logger.info("traiding operator stopped")
@@ -100,11 +137,17 @@ async def stop(memo: Any, logger: Logger, **_: Any) -> None:
 
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL, id="observe")
 def observe(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
-    """Every run this operator serves, finished ones too, in the metrics (runs by phase, open positions)."""
+    """Every run of this operator's shard, finished ones too, in the metrics (runs by phase, open positions).
+
+    Unfiltered, so that a run relabelled into another shard leaves these metrics (the other shard's operator
+    counts it then): summed over the shards' operators, each run is counted once."""
     metrics: Metrics = memo["metrics"]
     key = (str(body.metadata.namespace or ""), str(body.metadata.name))
-    if event.get("type") == "DELETED":
+    if event.get("type") == "DELETED" or not in_shard(body.metadata.labels.get(SHARD_LABEL), memo):
         metrics.runs.forget(key)
+        runtime = memo.get("runtime")
+        if isinstance(runtime, OperatorRuntime) and event.get("type") == "DELETED":
+            runtime.events.forget(str(body.metadata.uid))
     else:
         metrics.runs.observe(key, facts_of(body))
 
@@ -118,6 +161,7 @@ def _unfinished(status: kopf.Status, **_: Any) -> bool:
     API_VERSION,
     PLURAL,
     id="drive",
+    labels={SHARD_LABEL: in_shard},
     when=_unfinished,
     cancellation_backoff=STEP_GRACE_SECONDS,
     cancellation_timeout=CANCEL_UNWIND_SECONDS,
@@ -127,6 +171,6 @@ async def drive(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, logger:
     await RunDriver(body, memo["runtime"], logger).drive(stopped)
 
 
-@kopf.on.delete(API_GROUP, API_VERSION, PLURAL, id="delete", when=_unfinished)
+@kopf.on.delete(API_GROUP, API_VERSION, PLURAL, id="delete", labels={SHARD_LABEL: in_shard}, when=_unfinished)
 async def delete(body: kopf.Body, memo: Any, logger: Logger, **_: Any) -> None:
     await RunDriver(body, memo["runtime"], logger).delete()

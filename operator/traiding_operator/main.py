@@ -12,6 +12,7 @@ import traiding_operator.handlers  # noqa: F401 - registers the handlers with ko
 from traiding.telemetry.metrics import Metrics
 from traiding_operator.handlers import IDENTITY_KEY, LEASE_KEY
 from traiding_operator.lease import LeaseSettings
+from traiding_operator.shards import SHARD_KEY, Shard
 
 
 async def run_operator(
@@ -25,6 +26,7 @@ async def run_operator(
     ready_flag: asyncio.Event | threading.Event | None = None,
     liveness_endpoint: str | None = None,
     metrics: Metrics | None = None,
+    shard: Shard | None = None,
 ) -> None:
     """Serve TradingRuns in `namespaces` (or all, with `clusterwide`) until `stop_flag` is set.
 
@@ -42,6 +44,7 @@ async def run_operator(
         memo[IDENTITY_KEY] = identity
     if lease_seconds is not None:
         memo[LEASE_KEY] = LeaseSettings.for_duration(lease_seconds)
+    memo[SHARD_KEY] = shard or Shard()
     await kopf.operator(
         standalone=peering is None,
         peering_name=peering,

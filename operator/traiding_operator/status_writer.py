@@ -50,6 +50,12 @@ class StatusWriter:
         self._written = self._object.get("status")
         return self._object
 
+    def adopt(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Start from `obj` as if just read (the object kopf's watch delivered): no request."""
+        self._object = obj
+        self._written = obj.get("status")
+        return obj
+
     async def write(self, status: TradingRunStatus) -> None:
         payload = status.model_dump(mode="json", exclude_none=True)
         if payload == self._written:

@@ -377,8 +377,11 @@ def test_a_missing_secret_fails_the_run_naming_it(
     assert (status["phase"], status["reason"]) == ("Failed", "CredentialsUnavailable"), describe(done)
     assert "Secret no-such-keys not found" in status["message"]
     assert conditions(done)["Ready"]["status"] == "False"
-    [event] = wait_for_events(k8s_api, k8s_namespace, "eth-nokeys", "PhaseChanged", 1)
-    assert event.type == "Warning" and "no-such-keys" in message_of(event)
+    # The run said it was picked up (DataCheck, before any work), then why it cannot run.
+    assert done["status"]["phases"]["DataCheck"]["state"] == "Failed"
+    events = wait_for_events(k8s_api, k8s_namespace, "eth-nokeys", "PhaseChanged", 2)
+    [failed] = [e for e in events if e.type == "Warning"]
+    assert "DataCheck -> Failed" in message_of(failed) and "no-such-keys" in message_of(failed)
 
 
 def test_the_cancel_annotation_cancels_a_trading_run(

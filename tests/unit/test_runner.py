@@ -40,6 +40,9 @@ class HangingMarket(ScriptedMarket):
         await asyncio.sleep(3600)
         raise AssertionError("unreachable")
 
+    async def fetch_recent_ohlcv(self, symbol: str, timeframe: str, since_ms: int, until_ms: int) -> Candles:
+        return await self.fetch_ohlcv(symbol, timeframe, since_ms, until_ms)
+
 
 async def test_a_data_check_that_hangs_is_cancelled_at_its_deadline_naming_phase_and_limit(tmp_path: Path) -> None:
     ctx, _, _ = make_context(HangingMarket(FLAT * 3), tmp_path)
