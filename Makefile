@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat VERSION)-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: setup tools run test lint image e2e soak clean
+.PHONY: setup tools run test lint image e2e soak release clean
 
 $(STAMP): pyproject.toml VERSION
 	$(PY) -m venv $(VENV)
@@ -52,6 +52,12 @@ test: setup tools lint
 # 30 cycles each of `scripts/cluster up` / `down`, plain and --real-node (AI_TRAIDING_SOAK_CYCLES=N).
 soak: setup tools
 	$(BIN)/pytest -m soak tests/soak -p no:cacheprovider -q -s
+
+# A release: `make release PART=patch` (or minor, major) bumps VERSION and everything that states it, dates the
+# CHANGELOG's Unreleased section, writes RELEASE_NOTES.md, commits and tags vX.Y.Z (.bumpversion.toml).
+release: setup
+	@test -n "$(PART)" || { echo "usage: make release PART=patch|minor|major"; exit 2; }
+	$(BIN)/bump-my-version bump --config-file .bumpversion.toml $(PART)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -137,6 +137,9 @@ def engine() -> Iterator[None]:
 
 def main(argv: list[str]) -> int:
     command = argv[1] if len(argv) == 2 else ""
+    if command in ("-h", "--help", "help"):
+        print(__doc__)
+        return 0
     try:
         if command == "up":
             start()

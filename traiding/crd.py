@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from traiding import resource
+from traiding import __version__, resource
 from traiding.resource import TradingRunSpec, TradingRunStatus
 
 _DROP_KEYS = {"title", "$defs"}
@@ -132,7 +132,15 @@ def build_crd() -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{resource.PLURAL}.{resource.API_GROUP}"},
+        "metadata": {
+            "name": f"{resource.PLURAL}.{resource.API_GROUP}",
+            # Which release of the project made it: `traiding doctor` compares it with the operator's version.
+            "labels": {
+                "app.kubernetes.io/name": "ai-traiding",
+                "app.kubernetes.io/part-of": "ai-traiding",
+                "app.kubernetes.io/version": __version__,
+            },
+        },
         "spec": {
             "group": resource.API_GROUP,
             "scope": "Namespaced",

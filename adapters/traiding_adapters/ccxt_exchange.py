@@ -362,7 +362,10 @@ class CcxtExchange:
             lambda: client.cancel_order(None, symbol, _client_id_params(self.exchange_id, client_order_id)),
             signed=True,
         )
-        return order_from_ccxt(raw, client_order_id)
+        # Binance's answer names the cancel request's own id as `clientOrderId` (the order's is
+        # `origClientOrderId`): the order keeps the id it is known by.
+        order = order_from_ccxt(raw, client_order_id).model_copy(update={"client_order_id": client_order_id})
+        return await self._with_fees(order)
 
     # -- health ------------------------------------------------------------------------------------------
 

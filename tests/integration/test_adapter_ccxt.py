@@ -311,6 +311,7 @@ async def test_the_same_intent_twice_places_one_order(sim: Simulator, hub: Excha
         await exchange.close()
     assert again.id == first.id
     assert cancelled.status == "canceled"
+    assert cancelled.client_order_id == "t-restart-0"  # not the cancel request's own id Binance answers with
     assert sim.stats()["orders_by_client_order_id"]["t-restart-0"] == 1
 
 

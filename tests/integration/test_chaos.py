@@ -11,6 +11,7 @@ each run's books equal the exchange's record of its account, order by order, to 
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Iterator
@@ -72,6 +73,9 @@ def test_sigkilled_at_random_moments_the_operator_sends_each_order_once_and_book
     finally:
         operator.stop()
     print(f"chaos: {kills} kills by the test, {hook_kills} by the hook after a send, in {finished:.0f} s")
+    for name in RUNS:  # what a failure is read from
+        record = {"run": runs.get(name), "exchange": market.orders(name), "balances": market.balances(name)}
+        (tmp_path / f"{name}.json").write_text(json.dumps(record, indent=1, default=str))
     assert kills + hook_kills >= MIN_KILLS, "the session ended before the operator was killed often enough"
     assert hook_kills >= 1, "no kill landed between an order's send and its status write"
     assert each_order_sent_once(market) == {}, "an intent was sent twice"

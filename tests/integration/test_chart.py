@@ -251,3 +251,9 @@ def test_the_dev_simulator_replays_the_window_the_example_pins() -> None:
     example = yaml.safe_load((REPO / "examples" / "dry-run.yaml").read_text())
     dev = yaml.safe_load((CHART / "values-dev.yaml").read_text())
     assert dev["simulator"]["start"] == example["spec"]["exchange"]["simulator"]["start"]
+
+
+def test_the_operator_names_itself_in_the_runs_leases_after_its_pod() -> None:
+    (operator,) = [d for d in by_kind(render(), "Deployment") if d["metadata"]["name"] == "ai-traiding"]
+    env = {e["name"]: e for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["TRAIDING_OPERATOR_IDENTITY"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}

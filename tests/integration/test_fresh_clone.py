@@ -8,7 +8,6 @@ copy's code and its Makefile, not this checkout's environment.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -18,11 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.shell_env import user_shell_env
+
 REPO = Path(__file__).resolve().parents[2]
-# Variables of the surrounding test run that a newcomer's shell does not have: an outer make's, pytest-cov's
-# (which would make the copy's processes write coverage into this run), an activated virtualenv's.
-FOREIGN_ENV = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")
-FOREIGN_PREFIXES = ("COV_CORE_", "COVERAGE_", "PYTEST_")
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +42,6 @@ def fresh_clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return clone
 
 
-def newcomer_env() -> dict[str, str]:
-    return {
-        key: value
-        for key, value in os.environ.items()
-        if key not in FOREIGN_ENV and not key.startswith(FOREIGN_PREFIXES)
-    }
-
-
 def test_the_readme_says_make_run_is_the_way_to_run() -> None:
     assert re.search(r"^make run\s+#", (REPO / "README.md").read_text(), re.MULTILINE)
 
@@ -60,7 +49,13 @@ def test_the_readme_says_make_run_is_the_way_to_run() -> None:
 @pytest.mark.slow
 def test_make_run_succeeds_on_a_fresh_clone_without_shared_data(fresh_clone: Path) -> None:
     done = subprocess.run(
-        ["make", "run"], cwd=fresh_clone, env=newcomer_env(), capture_output=True, text=True, timeout=1200, check=False
+        ["make", "run"],
+        cwd=fresh_clone,
+        env=user_shell_env(),
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
@@ -80,7 +75,7 @@ def test_make_run_succeeds_on_a_fresh_clone_without_shared_data(fresh_clone: Pat
 def test_a_wheel_carries_the_bundled_candles(fresh_clone: Path, tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(tmp_path), str(fresh_clone)],
-        env=newcomer_env(),
+        env=user_shell_env(),
         check=True,
         timeout=600,
     )

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.cluster_plugin import REPO
+from tests.shell_env import user_shell_env
 
 sys.path.insert(0, str(REPO / "scripts"))
 import docker_engine
@@ -28,7 +29,9 @@ DRY_RUN = ("run", "examples/dry-run.yaml", "-o", "/tmp/out", "--quiet")
 @pytest.fixture(scope="module")
 def image() -> Iterator[str]:
     with docker_engine.engine():
-        built = subprocess.run(["make", "image"], cwd=REPO, capture_output=True, text=True, check=False)
+        built = subprocess.run(
+            ["make", "image"], cwd=REPO, env=user_shell_env(), capture_output=True, text=True, check=False
+        )
         assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
         assert built.stdout.strip().splitlines()[-1] == TAG
         yield TAG

@@ -10,6 +10,7 @@ that its bridge, its iptables chains and its mounts are gone too.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from tests.cluster_plugin import CLUSTER_SCRIPT, REPO
 
 pytestmark = [pytest.mark.soak, pytest.mark.k8s]
 
+SLEEP = str(Path(shutil.which("sleep") or "/bin/sleep").resolve())
 CYCLES = int(os.environ.get("AI_TRAIDING_SOAK_CYCLES", "30"))
 
 
@@ -104,3 +106,32 @@ def test_up_down_cycles_succeed_and_leave_nothing(state_dir: Path, kind: str) ->
         f"\n{kind}: {CYCLES} cycles; up median {ups[len(ups) // 2]:.1f}s max {ups[-1]:.1f}s; "
         f"down median {downs[len(downs) // 2]:.1f}s max {downs[-1]:.1f}s"
     )
+
+
+def _plant_owner(tmp_path: Path, pid: int, binary: str) -> Path:
+    """Another state folder claiming the machine's real node, as `up --real-node` leaves it (pids/NAME.pid)."""
+    other = tmp_path / "other-cluster"
+    (other / "pids").mkdir(parents=True)
+    (other / "pids" / "kubelet.pid").write_text(f"{pid} {binary}\n")
+    owner = Path("/run/ai-traiding/real-node-owner")
+    owner.parent.mkdir(parents=True, exist_ok=True)
+    owner.write_text(f"{other}\n")
+    return other
+
+
+def test_a_real_node_claim_binds_only_while_its_components_run(state_dir: Path, tmp_path: Path) -> None:
+    # A machine (a CI container) that stopped without `down` leaves the claim and pid files of dead processes.
+    sleeper = subprocess.Popen([SLEEP, "600"])
+    try:
+        live = _plant_owner(tmp_path / "live", sleeper.pid, SLEEP)
+        refused = _cluster(state_dir, "up", "--real-node")
+        assert refused.returncode != 0
+        assert f"a real node already runs from {live}" in refused.stderr
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    _plant_owner(tmp_path / "stale", sleeper.pid, SLEEP)
+    up = _cluster(state_dir, "up", "--real-node")
+    assert up.returncode == 0, up.stderr[-4000:]
+    assert Path("/run/ai-traiding/real-node-owner").read_text().strip() == str(state_dir)
+    assert _cluster(state_dir, "down").returncode == 0
