@@ -139,7 +139,7 @@ class RunDriver:
         try:
             while not stopped:
                 try:
-                    if not await self.lease.try_acquire():
+                    if not await self._acquire(stopped):
                         await stopped.wait(self.lease.settings.retry_s)
                         continue
                     async with self.lease.kept():
@@ -256,7 +256,7 @@ class RunDriver:
                 spec, EventLog(self.name, [said]), status, datetime.now(UTC), generation=status.observedGeneration
             )
             try:
-                await self._persist(first)
+                await self._persist(first, urgent=True)  # ahead of the other runs' writes: it says "picked up"
             except StatusConflict:
                 if attempt == 2:
                     raise
@@ -267,6 +267,16 @@ class RunDriver:
                     sink.emit(event)
             return first
         return status
+
+    async def _acquire(self, stopped: kopf.DaemonStopped) -> bool:
+        """Take the Lease; for a new run while kopf's finalizer arrives: the first status write needs both, and
+        waiting for one after the other would put a round trip more before a run says it was picked up."""
+        if self._finalizer_present():
+            return await self.lease.try_acquire()
+        acquired, _ = await asyncio.gather(
+            self.lease.try_acquire(), self._until_finalizer(stopped.wait, lambda: bool(stopped))
+        )
+        return acquired
 
     async def _until_finalizer(self, sleep: Sleep, stop: Callable[[], bool]) -> None:
         """Wait (briefly) for kopf's finalizer on a new run: kopf adds it right after starting the daemon, and a
@@ -299,10 +309,10 @@ class RunDriver:
         set_run_fields(phase=status.phase)
         return status, decision
 
-    async def _persist(self, status: TradingRunStatus) -> None:
+    async def _persist(self, status: TradingRunStatus, *, urgent: bool = False) -> None:
         """A status write, only while this process holds the Lease, guarded by the resourceVersion."""
         self.lease.check()
-        await self.writer.write(status)
+        await self.writer.write(status, urgent=urgent)
         self.throttle.written(status)
 
     async def _persist_step(self, status: TradingRunStatus) -> None:

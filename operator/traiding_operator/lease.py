@@ -114,7 +114,7 @@ class RunLease:
             if await self._create(started):
                 return True
         try:
-            lease = await self.kube.call(self.api.read_namespaced_lease, self.name, self.namespace)
+            lease = await self.kube.call_urgent(self.api.read_namespaced_lease, self.name, self.namespace)
         except ApiException as error:
             if error.status != 404:
                 raise
@@ -134,7 +134,7 @@ class RunLease:
         started = self._monotonic()
         if self._last is not None and await self._update(self._last, started):
             return True
-        lease = await self.kube.call(self.api.read_namespaced_lease, self.name, self.namespace)
+        lease = await self.kube.call_urgent(self.api.read_namespaced_lease, self.name, self.namespace)
         if (lease.spec.holder_identity if lease.spec else None) != self.identity:
             self._valid_until = 0.0
             return False
@@ -149,7 +149,7 @@ class RunLease:
         with suppress(ApiException, OSError):
             if last is not None and await self._give_up(last):
                 return
-            lease = await self.kube.call(self.api.read_namespaced_lease, self.name, self.namespace)
+            lease = await self.kube.call_urgent(self.api.read_namespaced_lease, self.name, self.namespace)
             if lease.spec is not None and lease.spec.holder_identity == self.identity:
                 await self._give_up(lease)
 
@@ -159,7 +159,7 @@ class RunLease:
             return False
         lease.spec.holder_identity = None
         try:
-            await self.kube.call(self.api.replace_namespaced_lease, self.name, self.namespace, lease)
+            await self.kube.call_urgent(self.api.replace_namespaced_lease, self.name, self.namespace, lease)
         except ApiException as error:
             if error.status == 409:
                 return False
@@ -178,8 +178,12 @@ class RunLease:
                 await task
 
     async def _keep(self) -> None:
+        last = self._monotonic()
         while self.held:
-            await asyncio.sleep(self.settings.renew_every_s)
+            # Every renew_every_s from the start of the last renewal, however long that one took: a slow API
+            # server must not stretch the interval past the deadline.
+            await asyncio.sleep(max(0.0, self.settings.renew_every_s - (self._monotonic() - last)))
+            last = self._monotonic()
             try:
                 if not await self.renew():
                     log.warning("lease %s/%s was taken over by another operator", self.namespace, self.name)
@@ -222,7 +226,7 @@ class RunLease:
             spec=self._spec(None),
         )
         try:
-            created = await self.kube.call(self.api.create_namespaced_lease, self.namespace, body)
+            created = await self.kube.call_urgent(self.api.create_namespaced_lease, self.namespace, body)
         except ApiException as error:
             if error.status == 409:
                 return False  # another process created it first
@@ -232,7 +236,7 @@ class RunLease:
     async def _update(self, lease: V1Lease, started: float) -> bool:
         lease.spec = self._spec(lease.spec)
         try:  # guarded by the resourceVersion read (or last written): of two candidates, one wins
-            written = await self.kube.call(self.api.replace_namespaced_lease, self.name, self.namespace, lease)
+            written = await self.kube.call_urgent(self.api.replace_namespaced_lease, self.name, self.namespace, lease)
         except ApiException as error:
             if error.status == 409:
                 self._last = None

@@ -56,7 +56,9 @@ class StatusWriter:
         self._written = obj.get("status")
         return obj
 
-    async def write(self, status: TradingRunStatus) -> None:
+    async def write(self, status: TradingRunStatus, *, urgent: bool = False) -> None:
+        """Replace the status (no request when nothing changed); `urgent`: on the pool kept for calls that must
+        not wait behind the other runs' writes (a run's first status)."""
         payload = status.model_dump(mode="json", exclude_none=True)
         if payload == self._written:
             return  # e.g. a run waiting for its approval: nothing new to say, no API call
@@ -64,7 +66,8 @@ class StatusWriter:
             raise StatusConflict("no object was read for this step")
         body = {**self._object, "status": payload}
         try:
-            written = await self.kube.call(
+            call = self.kube.call_urgent if urgent else self.kube.call
+            written = await call(
                 self.api.replace_namespaced_custom_object_status,
                 API_GROUP,
                 API_VERSION,

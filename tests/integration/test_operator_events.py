@@ -40,7 +40,7 @@ def test_repeats_are_one_event_with_a_count_and_many_similar_ones_are_combined(
     try:
         asyncio.run(main())
     finally:
-        kube._pool.shutdown(wait=True)  # the session's ApiClient stays open for the other tests
+        kube.shutdown()  # the session's ApiClient stays open for the other tests
     events = events_of(k8s_api, k8s_namespace, "noisy")
     skipped = [e for e in events if e.reason == "EntrySkipped"]
     assert [(e.type, e.count, e.message) for e in skipped] == [

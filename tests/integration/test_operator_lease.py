@@ -27,7 +27,7 @@ SHORT = LeaseSettings.for_duration(3)  # renew every 1 s, stop acting after 2 s 
 async def kube(k8s_api: Any) -> AsyncIterator[KubeCalls]:
     calls = KubeCalls(k8s_api)
     yield calls
-    calls._pool.shutdown(wait=True)  # the session's ApiClient stays open for the other tests
+    calls.shutdown()  # the session's ApiClient stays open for the other tests
 
 
 @pytest.fixture
