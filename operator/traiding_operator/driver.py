@@ -256,7 +256,7 @@ class RunDriver:
                 spec, EventLog(self.name, [said]), status, datetime.now(UTC), generation=status.observedGeneration
             )
             try:
-                await self._persist(first, urgent=True)  # ahead of the other runs' writes: it says "picked up"
+                await self._persist(first)
             except StatusConflict:
                 if attempt == 2:
                     raise
@@ -309,10 +309,10 @@ class RunDriver:
         set_run_fields(phase=status.phase)
         return status, decision
 
-    async def _persist(self, status: TradingRunStatus, *, urgent: bool = False) -> None:
+    async def _persist(self, status: TradingRunStatus) -> None:
         """A status write, only while this process holds the Lease, guarded by the resourceVersion."""
         self.lease.check()
-        await self.writer.write(status, urgent=urgent)
+        await self.writer.write(status)
         self.throttle.written(status)
 
     async def _persist_step(self, status: TradingRunStatus) -> None:

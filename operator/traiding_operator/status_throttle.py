@@ -16,19 +16,19 @@ then are processed again (a candle acted on was written with its order's intent)
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 
 from traiding.resource import TradingRunStatus
+from traiding_operator.status_writer import digest
 
 STATUS_INTERVAL_S = 5.0
 # The session's progress: recomputed from the candles whenever a step is redone.
 PROGRESS_KEYS = frozenset({"equity", "last_closed", "last_prices", "risk", "degraded_steps", "errors", "paper"})
 
 
-def lasting_view(status: TradingRunStatus) -> str:
-    """Everything in the status but the session's progress, as one comparable text."""
+def lasting_view(status: TradingRunStatus) -> bytes:
+    """Everything in the status but the session's progress, as one comparable digest."""
     head = status.model_dump(mode="json", exclude_none=True, exclude={"message", "phases", "checkpoint"})
     phases = {
         name: record.model_dump(mode="json", exclude_none=True, exclude={"results", "message"})
@@ -36,7 +36,7 @@ def lasting_view(status: TradingRunStatus) -> str:
     }
     checkpoint = {key: value for key, value in status.checkpoint.items() if key != "session"}
     session = {k: v for k, v in (status.checkpoint.get("session") or {}).items() if k not in PROGRESS_KEYS}
-    return json.dumps([head, phases, checkpoint, session], sort_keys=True, default=str)
+    return digest([head, phases, checkpoint, session])
 
 
 class StatusThrottle:
@@ -45,7 +45,7 @@ class StatusThrottle:
     def __init__(self, interval_s: float = STATUS_INTERVAL_S, clock: Callable[[], float] = time.monotonic) -> None:
         self.interval_s = interval_s
         self.clock = clock
-        self._view: str | None = None
+        self._view: bytes | None = None
         self._written_at = -float("inf")
         self.pending = False  # a step's status was not written yet
 
