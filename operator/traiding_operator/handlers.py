@@ -136,11 +136,12 @@ async def stop(memo: Any, logger: Logger, **_: Any) -> None:
 
 
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL, id="observe")
-def observe(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
+async def observe(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
     """Every run of this operator's shard, finished ones too, in the metrics (runs by phase, open positions).
 
     Unfiltered, so that a run relabelled into another shard leaves these metrics (the other shard's operator
-    counts it then): summed over the shards' operators, each run is counted once."""
+    counts it then): summed over the shards' operators, each run is counted once. A coroutine: kopf runs a
+    plain function on a thread, and the Event recorder it tells of a deleted run lives on the event loop."""
     metrics: Metrics = memo["metrics"]
     key = (str(body.metadata.namespace or ""), str(body.metadata.name))
     if event.get("type") == "DELETED" or not in_shard(body.metadata.labels.get(SHARD_LABEL), memo):
