@@ -17,7 +17,7 @@ from traiding.domain.candles import candles_between, load_candles
 from traiding.domain.gates import evaluate_gates
 from traiding.domain.timeframes import DAY_MS, duration_ms, format_time
 from traiding.manifest import load_manifest
-from traiding.pipeline.backtest_phase import backtest_symbol, gate_thresholds
+from traiding.pipeline.compute import backtest_symbol, gate_thresholds
 
 
 def main() -> None:

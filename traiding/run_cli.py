@@ -31,7 +31,9 @@ from traiding.domain.timeframes import DAY_MS, duration_ms, format_time, timefra
 from traiding.errors import UserError
 from traiding.manifest import load_manifest
 from traiding.pipeline.events import EventLog, JsonlSink
+from traiding.pipeline.history import HistoryStore
 from traiding.pipeline.local import Progress, drive, load_status, save_status
+from traiding.pipeline.price_series import PriceSeries
 from traiding.pipeline.report_files import REPLAY_KEY, LiveReport, write_report_files
 from traiding.pipeline.wiring import SPEC_KEY, RunIdentity, approval_of, market_speed, open_context, poll_seconds
 from traiding.resource import SYNTHETIC_DATA, TradingRun, TradingRunSpec, TradingRunStatus
@@ -49,6 +51,7 @@ from traiding_simulator.config import ApiKeyConfig, DataSource, SimulatorConfig
 from traiding_simulator.market import SYNTHETIC_EPOCH_MS
 
 API_KEY_ENV, API_SECRET_ENV = "TRAIDING_API_KEY", "TRAIDING_API_SECRET"
+PRICES_FILE = "prices.json"  # the session's closes for the report's charts (beside status.json, not in it)
 DEFAULT_START_FRACTION = float(SimulatorConfig.model_fields["start_fraction"].default)
 MAX_SYNTHETIC_DAYS = 365
 
@@ -222,13 +225,19 @@ def _prepare_output(args: argparse.Namespace, run: TradingRun) -> tuple[Path, Tr
             f"{output} holds an unfinished run (phase {previous.phase}): continue it with --resume, "
             "or discard it with --force"
         )
-    for stale in ("events.jsonl", "summary.json", "report.html", "status.json"):
+    for stale in ("events.jsonl", "summary.json", "report.html", "status.json", PRICES_FILE):
         (output / stale).unlink(missing_ok=True)
     return output, TradingRunStatus(checkpoint={"runUid": uuid.uuid4().hex[:12], SPEC_KEY: spec})
 
 
 async def _run(
-    args: argparse.Namespace, run: TradingRun, output: Path, status: TradingRunStatus, metrics: Metrics
+    args: argparse.Namespace,
+    run: TradingRun,
+    output: Path,
+    status: TradingRunStatus,
+    metrics: Metrics,
+    *,
+    prices: PriceSeries,
 ) -> TradingRunStatus:
     status_path = output / "status.json"
     run_uid = str(status.checkpoint["runUid"])
@@ -247,8 +256,13 @@ async def _run(
         set_run_fields(phase=current.phase)
         metrics.runs.observe(key, facts_of({**run.model_dump(mode="json"), "status": current.model_dump(mode="json")}))
 
-    report = LiveReport(output, run, _cache(args))
-    observers: list[Callable[[TradingRunStatus], None]] = [report.update, observe]
+    report = LiveReport(output, run, _cache(args), prices)
+    observers: list[Callable[[TradingRunStatus], None]] = [
+        lambda _: prices.save(output / PRICES_FILE),
+        report.update,
+        observe,
+    ]
+    history = HistoryStore(_cache(args))  # one run: its CPU work runs inline
     async with AsyncExitStack() as stack:
         stack.callback(metrics.unwatch_exchanges, hub)
         base_url = None
@@ -278,6 +292,7 @@ async def _run(
                     f"{format_time(start_ms)})",
                 )
         stack.push_async_callback(hub.close)  # after the simulator's exit, so connections close before it stops
+        stack.push_async_callback(history.flush)  # the report reads the cache once the run is over
         try:
             ctx = await open_context(
                 stack,
@@ -287,7 +302,8 @@ async def _run(
                 credentials=credentials,
                 simulator_url=base_url,
                 events=events,
-                cache=_cache(args),
+                history=history,
+                prices=prices,
             )
         except UnknownExchange as error:
             raise UserError(f"spec.exchange.id: {error}") from None
@@ -350,6 +366,7 @@ def run(args: argparse.Namespace) -> int:
     output, status = _prepare_output(args, manifest)
     check_approval_flag(args, status)
     metrics = Metrics("run")
+    prices = PriceSeries.load(output / PRICES_FILE)
     server = serve_metrics(metrics, port, args.metrics_address)
     if server is not None:
         print(f"metrics on http://{args.metrics_address}:{server.port}/metrics", file=sys.stderr)
@@ -358,9 +375,10 @@ def run(args: argparse.Namespace) -> int:
             file_logging(output / "logs", logging.DEBUG if args.verbose else logging.INFO),
             run_fields(run=manifest.metadata.name, exchange=manifest.spec.exchange.id),
         ):
-            status = asyncio.run(_run(args, manifest, output, status, metrics))
+            status = asyncio.run(_run(args, manifest, output, status, metrics, prices=prices))
         save_status(output / "status.json", status)
-        write_report_files(output, manifest, status, _cache(args))
+        prices.save(output / PRICES_FILE)
+        write_report_files(output, manifest, status, _cache(args), prices)
     finally:
         if server is not None:
             server.stop()

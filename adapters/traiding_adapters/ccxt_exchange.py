@@ -43,6 +43,7 @@ from traiding_adapters.exchange import (
 from traiding_adapters.observer import observe_order
 from traiding_adapters.ohlcv import fetch_all_pages
 from traiding_adapters.orders import place_order
+from traiding_adapters.shared_reads import SharedReads
 from traiding_adapters.weights import BINANCE_IDS
 
 DEFAULT_RECV_WINDOW_MS = 10_000  # ccxt's binance default; Binance's own default is 5 000
@@ -61,11 +62,18 @@ _STATUSES: dict[str, OrderStatus] = {
 class CcxtExchange:
     """The live exchange through ccxt (see module doc). Implements `traiding_adapters.exchange.Exchange`."""
 
-    def __init__(self, connection: Connection, release: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        release: Callable[[], Awaitable[None]],
+        shared: SharedReads | None = None,
+    ) -> None:
         self._conn = connection
         self._release = release
         self._closed = False
         self.exchange_id = connection.exchange_id
+        # The market data every run of the process on this exchange endpoint shares (None: not shared).
+        self._shared = shared if connection.settings.market_data_max_age_s > 0 else None
 
     # -- introspection ---------------------------------------------------------------------------------
 
@@ -129,6 +137,23 @@ class CcxtExchange:
         return offset
 
     async def fetch_ohlcv(self, symbol: str, timeframe: str, since_ms: int, until_ms: int) -> Candles:
+        if self._shared is not None:
+            held = self._shared.candles(symbol, timeframe).closed_between(since_ms, until_ms)
+            if held is not None:  # closed candles another run fetched a moment ago
+                return held
+        return await self._fetch_ohlcv(symbol, timeframe, since_ms, until_ms)
+
+    async def fetch_recent_ohlcv(self, symbol: str, timeframe: str, since_ms: int, until_ms: int) -> Candles:
+        if self._shared is None:
+            return await self._fetch_ohlcv(symbol, timeframe, since_ms, until_ms)
+
+        async def fetch(since: int, until: int) -> Candles:
+            return await self._fetch_ohlcv(symbol, timeframe, since, until)
+
+        recent = self._shared.candles(symbol, timeframe)
+        return await recent.since(since_ms, until_ms, fetch, self._conn.settings.market_data_max_age_s)
+
+    async def _fetch_ohlcv(self, symbol: str, timeframe: str, since_ms: int, until_ms: int) -> Candles:
         market = await self.market(symbol)
         client = self._conn.client
         is_binance = self.exchange_id in BINANCE_IDS
@@ -164,6 +189,14 @@ class CcxtExchange:
         )
 
     async def fetch_ticker(self, symbol: str) -> Ticker:
+        if self._shared is None:
+            return await self._fetch_ticker(symbol)
+        shared = self._shared.ticker(symbol)
+        return await shared.get(
+            lambda: self._fetch_ticker(symbol), self._conn.settings.market_data_max_age_s, self._shared.clock
+        )
+
+    async def _fetch_ticker(self, symbol: str) -> Ticker:
         client = self._conn.client
         if self.exchange_id in BINANCE_IDS:
             market = await self.market(symbol)

@@ -79,6 +79,10 @@ class ExchangeSettings:
     cool_down_s: float = 15.0
     clock_samples: int = 3
     ohlcv_page_limit: int | None = None  # None: 1000 on Binance, 500 elsewhere
+    # Tickers and recent candles are shared by every run on the market: an answer younger than this is reused
+    # (0: every call fetches). See shared_reads.py.
+    market_data_max_age_s: float = 0.1
+    recent_candles_kept: int = 5000  # per market, in memory
     ccxt_options: Mapping[str, Any] = field(default_factory=dict)
 
 

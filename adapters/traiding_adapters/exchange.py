@@ -182,6 +182,11 @@ class CandleData(Protocol):
         """Every stored candle with open time in [since_ms, until_ms), ascending, paginated underneath."""
         ...
 
+    async def fetch_recent_ohlcv(self, symbol: str, timeframe: str, since_ms: int, until_ms: int) -> Candles:
+        """The same for the present (`until_ms` in the future: up to now, the last candle possibly still
+        forming), as of a moment ago: an answer may be shared with other readers of the market."""
+        ...
+
 
 @runtime_checkable
 class OrderApi(Protocol):

@@ -1,5 +1,6 @@
-"""ExchangeHub: one ccxt instance (HTTP session) per exchange and key in the process, and one weight budget
-per exchange and key, shared by every run.
+"""ExchangeHub: one ccxt instance (HTTP session) per exchange and key in the process, one weight budget per
+exchange and key, and one view of each market's public data (tickers, recent candles) per exchange endpoint,
+all shared by every run.
 
 `hub.get(...)` hands out a `CcxtExchange`; each handle's `close()` gives its reference back, and the last one
 closes the ccxt session. Connections are keyed by (exchange id, base URLs, api key, a hash of the secret):
@@ -20,6 +21,7 @@ from traiding_adapters.ccxt_exchange import CcxtExchange
 from traiding_adapters.connection import Connection, Credentials, ExchangeSettings, make_ccxt_client
 from traiding_adapters.observer import NULL_OBSERVER, ExchangeObserver
 from traiding_adapters.ratelimit import BudgetStats, WeightBudget
+from traiding_adapters.shared_reads import SharedReads
 from traiding_adapters.weights import default_weight_limit
 
 _BudgetKey = tuple[str, str, tuple[tuple[str, str], ...]]
@@ -44,6 +46,7 @@ class ExchangeHub:
         self.observer = observer or NULL_OBSERVER
         self._connections: dict[_ConnectionKey, Connection] = {}
         self._budgets: dict[_BudgetKey, WeightBudget] = {}
+        self._shared: dict[tuple[str, tuple[tuple[str, str], ...]], SharedReads] = {}  # public data per endpoint
         self._lock = asyncio.Lock()
 
     def get(
@@ -90,7 +93,11 @@ class ExchangeHub:
             )
             self._connections[key] = connection
         connection.references += 1
-        return CcxtExchange(connection, release=lambda: self._release(key))
+        endpoint = (exchange_id, budget_key[2])
+        shared = self._shared.get(endpoint)
+        if shared is None:
+            shared = self._shared[endpoint] = SharedReads(keep_candles=connection.settings.recent_candles_kept)
+        return CcxtExchange(connection, release=lambda: self._release(key), shared=shared)
 
     def budget_stats(self) -> dict[str, BudgetStats]:
         """Each budget's usage, keyed 'exchange_id:api_key-prefix'."""

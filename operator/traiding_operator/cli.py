@@ -12,6 +12,7 @@ from traiding.telemetry.logs import configure_stream_logging
 from traiding.telemetry.metrics import Metrics
 from traiding.telemetry.server import METRICS_ADDRESS_ENV, METRICS_PORT_ENV, port_from, serve_metrics
 from traiding_operator.config import IDENTITY_ENV, OperatorSettings
+from traiding_operator.shards import SHARD_LABEL, Shard
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +43,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long a run's Lease outlives a silent holder before another operator takes the run over",
     )
     parser.add_argument(
+        "--shard",
+        metavar="NAME",
+        help=f"serve only the runs labelled {SHARD_LABEL}=NAME (default: every run; see docs/operator.md#sharding)",
+    )
+    parser.add_argument(
+        "--default-shard",
+        action="store_true",
+        help="with --shard: also serve the runs that carry no shard label (one shard of a cluster should)",
+    )
+    parser.add_argument(
         "--liveness",
         metavar="URL",
         help="serve kopf's health endpoint here, e.g. http://0.0.0.0:8080/healthz (the chart's probes use it)",
@@ -62,6 +73,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("say where to serve TradingRuns: --namespace NS (repeatable) or --all-namespaces")
     if args.lease_seconds < 3:
         raise UserError(f"--lease-seconds must be at least 3, got {args.lease_seconds}")
+    if args.default_shard and not args.shard:
+        raise UserError("--default-shard needs --shard NAME: it makes that shard serve the unlabelled runs too")
+    try:
+        shard = Shard(args.shard, default=args.default_shard)
+    except ValueError as error:
+        raise UserError(f"--shard: {error}") from None
     settings = load_settings(OperatorSettings)  # a bad setting stops here, naming it, before anything starts
     port = port_from(args.metrics_port, env={}, default=settings.metrics_port)
     address = args.metrics_address or settings.metrics_address
@@ -83,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
                 liveness_endpoint=args.liveness,
                 metrics=metrics,
                 settings=settings,
+                shard=shard,
             )
         )
     finally:

@@ -44,6 +44,8 @@ class OperatorSettings(EndpointSettings):
     keys_secret: DNS_NAME | None = None
     # Refuse credentials Secrets that are not encrypted with those keys.
     require_encrypted_keys: bool = False
+    # Processes for the phases' CPU work (candle parsing, backtests): None the CPUs it may use, 0 inline.
+    cpu_workers: int | None = Field(default=None, ge=0, le=64)
     metrics_port: int = Field(default=8000, ge=0, le=65535)
     metrics_address: str = "0.0.0.0"  # nosec B104  # in a container the Service and Prometheus reach the Pod on it
 

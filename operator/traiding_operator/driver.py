@@ -12,6 +12,7 @@ the finalizer until the run has closed its positions (or left them, if its spec 
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -23,15 +24,15 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from traiding.domain.candles import CandleCache
 from traiding.domain.statemachine import TERMINAL, Decision, Phase
 from traiding.pipeline.context import RunContext
-from traiding.pipeline.events import EventLog, EventSink
+from traiding.pipeline.events import EventLog, EventSink, MemorySink
 from traiding.pipeline.halt import HALTABLE, HaltResult, halt_step, is_halted
-from traiding.pipeline.runner import advance
+from traiding.pipeline.history import HistoryStore
+from traiding.pipeline.runner import advance, start
 from traiding.pipeline.session import holds_positions
 from traiding.pipeline.wiring import SPEC_KEY, RunIdentity, open_context, poll_seconds, wait_after
-from traiding.resource import TradingRunSpec, TradingRunStatus
+from traiding.resource import API_GROUP, API_VERSION, KIND, TradingRunSpec, TradingRunStatus
 from traiding.settings import EndpointNotAllowed
 from traiding.telemetry.logs import set_run_fields
 from traiding.telemetry.metrics import Metrics
@@ -45,7 +46,7 @@ from traiding_operator.config import OperatorSettings
 from traiding_operator.credentials import CredentialsError, read_credentials, read_keys_policy
 from traiding_operator.kill_switch import KillSwitches
 from traiding_operator.kube import KubeCalls
-from traiding_operator.kube_events import KubernetesEventSink
+from traiding_operator.kube_events import EventRecorder, KubernetesEventSink, ObjectRef
 from traiding_operator.lease import LeaseLost, LeaseSettings, RunLease
 from traiding_operator.run_status import (
     approval_before_gate,
@@ -56,10 +57,12 @@ from traiding_operator.run_status import (
     note_spec_generation,
     stop_status,
 )
+from traiding_operator.status_throttle import StatusThrottle
 from traiding_operator.status_writer import RunGone, StatusConflict, StatusWriter
 
 ANNOTATION_POLL_SECONDS = 1.0  # how soon an approval or cancel annotation is acted on while waiting
 FINALIZER_WAIT_SECONDS = 1.0
+FIRST_FINALIZER_POLL_SECONDS, FIRST_FINALIZER_POLLS = 0.02, 100
 MAX_FAILURES = 5  # unexpected errors in a row before the run says why (and, if it holds nothing, fails)
 MAX_FAILURE_BACKOFF_SECONDS = 60.0
 # Phases whose work needs no API key: credentials that cannot be read fail the run's ApiCheck, not its start.
@@ -73,11 +76,14 @@ Sleep = Callable[[float], Awaitable[Any]]
 
 @dataclass
 class OperatorRuntime:
-    """What every run's driver shares: API calls, the exchange hub (one budget per key), the settings, identity,
-    the metrics and the kill switches."""
+    """What every run's driver shares: API calls, the exchange hub (one budget per key), the candle history
+    (and the process pool its CPU work runs in), the Event recorder, the settings, identity, the metrics and
+    the kill switches."""
 
     kube: KubeCalls
     hub: ExchangeHub
+    history: HistoryStore
+    events: EventRecorder
     config: OperatorSettings
     identity: str  # holder identity of this process's Leases
     lease: LeaseSettings
@@ -120,6 +126,7 @@ class RunDriver:
         self.namespace = str(body.metadata.namespace)
         self.uid = str(body.metadata.uid)
         self.writer = StatusWriter(runtime.kube, self.namespace, self.name)
+        self.throttle = StatusThrottle()
         self.lease = RunLease(
             runtime.kube,
             namespace=self.namespace,
@@ -129,8 +136,9 @@ class RunDriver:
             settings=runtime.lease,
         )
         facts = facts_of(body)
+        self.ref = ObjectRef(f"{API_GROUP}/{API_VERSION}", KIND, self.namespace, self.name, self.uid)
         sinks: list[EventSink] = [
-            KubernetesEventSink(body, logger),
+            KubernetesEventSink(runtime.events, self.ref, logger),
             RunMetricsSink(runtime.metrics, mode=facts.mode, trigger=facts.trigger),
         ]
         self.events = EventLog(self.name, sinks)
@@ -143,7 +151,7 @@ class RunDriver:
         try:
             while not stopped:
                 try:
-                    if not await self.lease.try_acquire():
+                    if not await self._acquire(stopped):
                         await stopped.wait(self.lease.settings.retry_s)
                         continue
                     async with self.lease.kept():
@@ -185,16 +193,22 @@ class RunDriver:
             await self.lease.release()
 
     # --- driving --------------------------------------------------------------------------------------------
-    async def _read(self) -> TradingRunStatus:
-        obj = await self.writer.read()
+    async def _read(self, *, watched: bool = False) -> TradingRunStatus:
+        """The run's status as stored; `watched`: as kopf last saw it (no request; a stale view fails the first
+        write with a conflict, and the run is read again)."""
+        obj = self.writer.adopt(copy.deepcopy(dict(self.body))) if watched else await self.writer.read()
         generation = obj.get("metadata", {}).get("generation")
-        return initial_status(
+        status = initial_status(
             obj.get("status"), self.uid, int(generation) if generation else None, dict(obj.get("spec") or {})
         )
+        self.throttle.written(status)
+        return status
 
     async def _run(self, sleep: Sleep, stop: Callable[[], bool], *, deleting: bool) -> bool:
         """Drive from the stored status while the Lease is held; True once the run is final."""
-        status = await self._read()
+        if not deleting:
+            await self._until_finalizer(sleep, stop)
+        status = await self._read(watched=True)
         if Phase(status.phase) in TERMINAL:
             return True
         now = datetime.now(UTC)
@@ -207,7 +221,10 @@ class RunDriver:
             return True
         async with AsyncExitStack() as stack:
             try:
-                ctx = await self._context(stack, status)
+                spec = self._spec(status)
+                if Phase(status.phase) is Phase.PENDING:
+                    status = await self._write_first_status(spec, status)
+                ctx = await self._context(stack, status, spec)
             except RunStartError as error:
                 if holds_positions(status.checkpoint):
                     raise RuntimeError(f"{error.reason}: {error.message}") from None  # retried: positions wait
@@ -236,7 +253,50 @@ class RunDriver:
                 if decision.phase is Phase.AWAITING_APPROVAL or is_halted(status.checkpoint):
                     wait = min(wait, ANNOTATION_POLL_SECONDS)  # an approval or a resume is acted on soon
                 await self._sleep_watching_kill_switch(sleep, stop, wait, ctx, status)
+            if self.throttle.pending:  # a stopping operator leaves the run as far as it got
+                await self._persist(status)
         return False
+
+    async def _write_first_status(self, spec: TradingRunSpec, status: TradingRunStatus) -> TradingRunStatus:
+        """Pending -> DataCheck, written before any work: a run says at once that it was picked up. Its Event
+        follows the write; a write refused because the object changed is retried once on a fresh read."""
+        for attempt in (1, 2):
+            if Phase(status.phase) is not Phase.PENDING:
+                return status
+            said = MemorySink()
+            first = start(
+                spec, EventLog(self.name, [said]), status, datetime.now(UTC), generation=status.observedGeneration
+            )
+            try:
+                await self._persist(first)
+            except StatusConflict:
+                if attempt == 2:
+                    raise
+                status = await self._read()
+                continue
+            for event in said.events:
+                for sink in self.events.sinks:
+                    sink.emit(event)
+            return first
+        return status
+
+    async def _acquire(self, stopped: kopf.DaemonStopped) -> bool:
+        """Take the Lease; for a new run while kopf's finalizer arrives: the first status write needs both, and
+        waiting for one after the other would put a round trip more before a run says it was picked up."""
+        if self._finalizer_present():
+            return await self.lease.try_acquire()
+        acquired, _ = await asyncio.gather(
+            self.lease.try_acquire(), self._until_finalizer(stopped.wait, lambda: bool(stopped))
+        )
+        return acquired
+
+    async def _until_finalizer(self, sleep: Sleep, stop: Callable[[], bool]) -> None:
+        """Wait (briefly) for kopf's finalizer on a new run: kopf adds it right after starting the daemon, and a
+        status written before would be refused for the change."""
+        for _ in range(FIRST_FINALIZER_POLLS):
+            if self._finalizer_present() or stop():
+                return
+            await sleep(FIRST_FINALIZER_POLL_SECONDS)
 
     async def _step(
         self, ctx: RunContext, status: TradingRunStatus, generation: int | None, *, deleting: bool
@@ -267,7 +327,7 @@ class RunDriver:
         if decision.phase is Phase.AWAITING_APPROVAL and not waiting:
             self._note_approval_at_gate(status)
         note_spec_generation(status, self._generation(), now)
-        await self._persist(status)
+        await self._persist_step(status)
         set_run_fields(phase=status.phase)
         return status, decision
 
@@ -335,12 +395,21 @@ class RunDriver:
         """A status write, only while this process holds the Lease, guarded by the resourceVersion."""
         self.lease.check()
         await self.writer.write(status)
+        self.throttle.written(status)
 
-    async def _context(self, stack: AsyncExitStack, status: TradingRunStatus) -> RunContext:
+    async def _persist_step(self, status: TradingRunStatus) -> None:
+        """The status after a step: at once when more than the session's progress changed, else at most every
+        few seconds (status_throttle.py). Writes in the middle of a step (`_persist`) are never held back."""
+        if self.throttle.due(status):
+            await self._persist(status)
+
+    def _spec(self, status: TradingRunStatus) -> TradingRunSpec:
         try:
-            spec = TradingRunSpec.model_validate(status.checkpoint[SPEC_KEY])
+            return TradingRunSpec.model_validate(status.checkpoint[SPEC_KEY])
         except ValidationError as error:
             raise RunStartError("InvalidSpec", f"the spec is invalid: {error}") from None
+
+    async def _context(self, stack: AsyncExitStack, status: TradingRunStatus, spec: TradingRunSpec) -> RunContext:
         simulator_url = self._endpoint(spec)  # before anything is read or sent
         credentials, problem = await self._credentials(spec, Phase(status.phase))
         try:
@@ -352,7 +421,7 @@ class RunDriver:
                 credentials=credentials,
                 simulator_url=simulator_url,
                 events=self.events,
-                cache=CandleCache(self.runtime.config.cache_dir),
+                history=self.runtime.history,
                 credentials_problem=problem,
             )
         except ExchangeLayerError as error:  # e.g. an exchange id ccxt does not know: it never will
@@ -406,7 +475,7 @@ class RunDriver:
         """After `failures` unexpected errors in a row: a run that holds nothing fails with the reason (True);
         one holding positions says so on the object and keeps being retried (False): it must not be abandoned."""
         message = f"the operator failed {failures} times in a row driving this run: {type(error).__name__}: {error}"
-        kopf.event(self.body, type="Warning", reason="OperatorError", message=message[:1000])
+        self.runtime.events.record(self.ref, "Warning", "OperatorError", message)
         try:
             if not await self.lease.try_acquire():
                 return False

@@ -14,6 +14,9 @@ from typing import Any
 
 import kopf
 
+from traiding.domain.candles import CandleCache
+from traiding.pipeline.history import HistoryStore
+from traiding.pipeline.offload import INLINE, Offload, ProcessOffload
 from traiding.resource import API_GROUP, API_VERSION, PLURAL
 from traiding.settings import load_settings
 from traiding.telemetry.metrics import Metrics
@@ -23,7 +26,9 @@ from traiding_operator.config import OperatorSettings
 from traiding_operator.driver import OperatorRuntime, RunDriver, is_final
 from traiding_operator.kill_switch import KillSwitches
 from traiding_operator.kube import KubeCalls, api_client, client_configuration, connection_info
+from traiding_operator.kube_events import EventRecorder
 from traiding_operator.lease import LeaseSettings
+from traiding_operator.shards import SHARD_KEY, SHARD_LABEL, Shard, in_shard
 
 # How long a stopping operator lets a run's step finish before cancelling it (kopf's cancellation_backoff),
 # then how long a cancelled step gets to unwind. A cancelled step is simply redone by the next operator
@@ -45,6 +50,14 @@ IDENTITY_KEY, LEASE_KEY, SETTINGS_KEY = "identity", "lease", "settings"
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 
+class _QuietObserve(logging.Filter):
+    """Drops kopf's line for each successful call of the `observe` handler: one per watch event of every run,
+    which says nothing (its failures are still logged)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != "Handler 'observe' succeeded."
+
+
 def configure_settings(settings: kopf.OperatorSettings) -> None:
     # Kopf's own per-handler log lines as Events would bury the runs' phase changes, which the driver posts.
     settings.posting.level = logging.WARNING
@@ -58,6 +71,9 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
     settings.networking.connect_timeout = KOPF_CONNECT_TIMEOUT_SECONDS
     settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_SECONDS
     settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT_SECONDS
+    objects_logger = logging.getLogger("kopf.objects")
+    if not any(isinstance(f, _QuietObserve) for f in objects_logger.filters):
+        objects_logger.addFilter(_QuietObserve())
 
 
 @kopf.on.startup()
@@ -72,7 +88,23 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: Logger, **_:
     metrics.watch_exchanges(hub)
     kube = KubeCalls(api_client(configuration))
     switches = KillSwitches(kube, config.operator_namespace, config.kill_switch_poll_seconds)
-    memo["runtime"] = OperatorRuntime(kube, hub, config, identity, lease, FINALIZER, metrics, switches)
+    # CPU-heavy phase work off the event loop, in worker processes sized to the machine (0 workers: inline).
+    offload: Offload = INLINE if config.cpu_workers == 0 else ProcessOffload(config.cpu_workers)
+    events = EventRecorder(kube, identity)
+    events.start()
+    memo["runtime"] = OperatorRuntime(
+        kube,
+        hub,
+        HistoryStore(CandleCache(config.cache_dir), offload),
+        events,
+        config,
+        identity,
+        lease,
+        FINALIZER,
+        metrics,
+        switches,
+    )
+    shard: Shard = memo.get(SHARD_KEY) or Shard()
     logger.info(
         "traiding operator started",
         extra={
@@ -84,6 +116,8 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: Logger, **_:
             "operator_namespace": config.operator_namespace,
             "keys_secret": config.keys_secret,
             "cache": str(config.cache_dir),
+            "cpu_workers": getattr(offload, "workers", 0),
+            "shard": shard.describe(),
         },
     )
 
@@ -98,18 +132,30 @@ async def stop(memo: Any, logger: Logger, **_: Any) -> None:
     runtime = memo.get("runtime")
     if isinstance(runtime, OperatorRuntime):
         runtime.metrics.unwatch_exchanges(runtime.hub)
+        await runtime.events.close()
+        await runtime.history.flush()
+        offload = runtime.history.offload
+        if isinstance(offload, ProcessOffload):
+            offload.close()
         await runtime.hub.close()
         runtime.kube.close()
     logger.info("traiding operator stopped")
 
 
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL, id="observe")
-def observe(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
-    """Every run this operator serves, finished ones too, in the metrics (runs by phase, open positions)."""
+async def observe(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
+    """Every run of this operator's shard, finished ones too, in the metrics (runs by phase, open positions).
+
+    Unfiltered, so that a run relabelled into another shard leaves these metrics (the other shard's operator
+    counts it then): summed over the shards' operators, each run is counted once. A coroutine: kopf runs a
+    plain function on a thread, and the Event recorder it tells of a deleted run lives on the event loop."""
     metrics: Metrics = memo["metrics"]
     key = (str(body.metadata.namespace or ""), str(body.metadata.name))
-    if event.get("type") == "DELETED":
+    if event.get("type") == "DELETED" or not in_shard(body.metadata.labels.get(SHARD_LABEL), memo):
         metrics.runs.forget(key)
+        runtime = memo.get("runtime")
+        if isinstance(runtime, OperatorRuntime) and event.get("type") == "DELETED":
+            runtime.events.forget(str(body.metadata.uid))
     else:
         metrics.runs.observe(key, facts_of(body))
 
@@ -123,6 +169,7 @@ def _unfinished(status: kopf.Status, **_: Any) -> bool:
     API_VERSION,
     PLURAL,
     id="drive",
+    labels={SHARD_LABEL: in_shard},
     when=_unfinished,
     cancellation_backoff=STEP_GRACE_SECONDS,
     cancellation_timeout=CANCEL_UNWIND_SECONDS,
@@ -132,6 +179,6 @@ async def drive(body: kopf.Body, memo: Any, stopped: kopf.DaemonStopped, logger:
     await RunDriver(body, memo["runtime"], logger).drive(stopped)
 
 
-@kopf.on.delete(API_GROUP, API_VERSION, PLURAL, id="delete", when=_unfinished)
+@kopf.on.delete(API_GROUP, API_VERSION, PLURAL, id="delete", labels={SHARD_LABEL: in_shard}, when=_unfinished)
 async def delete(body: kopf.Body, memo: Any, logger: Logger, **_: Any) -> None:
     await RunDriver(body, memo["runtime"], logger).delete()

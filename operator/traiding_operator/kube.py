@@ -7,6 +7,8 @@
 The kubernetes client blocks, so its calls run on a thread pool of their own (bounded: a slow API server
 cannot grow threads without limit, and it does not starve asyncio's default pool that other code uses),
 each with a request timeout: a call that hangs fails after that time instead of holding a run's step.
+The runs' Lease calls have a small pool of their own (`call_urgent`): a renewal keeps a run driven, and with
+hundreds of runs it must not queue behind their status writes until the Lease's deadline has passed.
 """
 
 from __future__ import annotations
@@ -38,9 +40,12 @@ T = TypeVar("T")
 # (connect, read) seconds for every call of the operator's own: a status write, a Lease, a Secret.
 REQUEST_TIMEOUT = (5.0, 20.0)
 KUBE_WORKERS = 8
+URGENT_WORKERS = 4
 
 
 def api_client(configuration: Configuration) -> ApiClient:
+    # One connection per thread of both pools, so that no call waits for a connection (or opens a throwaway one).
+    configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize, KUBE_WORKERS + URGENT_WORKERS)
     return ApiClient(configuration)
 
 
@@ -50,14 +55,28 @@ class KubeCalls:
     def __init__(self, api: ApiClient, *, workers: int = KUBE_WORKERS) -> None:
         self.api = api
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
+        self._urgent = ThreadPoolExecutor(max_workers=URGENT_WORKERS, thread_name_prefix="kube-urgent")
 
     async def call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await self._on(self._pool, method, *args, **kwargs)
+
+    async def call_urgent(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A call that must not wait behind the others (a run's Lease): on the small pool of its own."""
+        return await self._on(self._urgent, method, *args, **kwargs)
+
+    async def _on(self, pool: ThreadPoolExecutor, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(method, *args, **kwargs))
+        return await loop.run_in_executor(pool, functools.partial(method, *args, **kwargs))
+
+    def shutdown(self) -> None:
+        """Stop the pools (waiting for calls in flight), leaving the ApiClient open."""
+        self._pool.shutdown(wait=True)
+        self._urgent.shutdown(wait=True)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._urgent.shutdown(wait=False, cancel_futures=True)
         self.api.close()  # type: ignore[no-untyped-call]
 
 

@@ -92,6 +92,8 @@ class RunLease:
         self._wall = wall
         self._valid_until = 0.0
         self._observed: tuple[str, float] | None = None  # (resourceVersion, when first seen) of another holder
+        self._last: V1Lease | None = None  # the Lease as this process last wrote it
+        self._first_try = True
         self.holder: str | None = None  # who held it at the last look
 
     @property
@@ -105,8 +107,14 @@ class RunLease:
     async def try_acquire(self) -> bool:
         """Take the Lease if it is free, ours, or expired; False when another holder has it."""
         started = self._monotonic()
+        if self._first_try:
+            # A run seen for the first time most often has no Lease yet: create it without reading first
+            # (a run picked up at once is one request sooner); one that exists answers 409 and is read.
+            self._first_try = False
+            if await self._create(started):
+                return True
         try:
-            lease = await self.kube.call(self.api.read_namespaced_lease, self.name, self.namespace)
+            lease = await self.kube.call_urgent(self.api.read_namespaced_lease, self.name, self.namespace)
         except ApiException as error:
             if error.status != 404:
                 raise
@@ -118,9 +126,15 @@ class RunLease:
         return await self._update(lease, started)
 
     async def renew(self) -> bool:
-        """Renew a Lease this process holds; False (and no longer held) when it is someone else's now."""
+        """Renew a Lease this process holds; False (and no longer held) when it is someone else's now.
+
+        As client-go's leader election does, the holder first updates the Lease as it last wrote it: one
+        request, and refused (409) if anything changed it since, in which case it reads the Lease and looks.
+        """
         started = self._monotonic()
-        lease = await self.kube.call(self.api.read_namespaced_lease, self.name, self.namespace)
+        if self._last is not None and await self._update(self._last, started):
+            return True
+        lease = await self.kube.call_urgent(self.api.read_namespaced_lease, self.name, self.namespace)
         if (lease.spec.holder_identity if lease.spec else None) != self.identity:
             self._valid_until = 0.0
             return False
@@ -131,11 +145,26 @@ class RunLease:
         if self._valid_until == 0.0:
             return
         self._valid_until = 0.0
+        last, self._last = self._last, None
         with suppress(ApiException, OSError):
-            lease = await self.kube.call(self.api.read_namespaced_lease, self.name, self.namespace)
+            if last is not None and await self._give_up(last):
+                return
+            lease = await self.kube.call_urgent(self.api.read_namespaced_lease, self.name, self.namespace)
             if lease.spec is not None and lease.spec.holder_identity == self.identity:
-                lease.spec.holder_identity = None
-                await self.kube.call(self.api.replace_namespaced_lease, self.name, self.namespace, lease)
+                await self._give_up(lease)
+
+    async def _give_up(self, lease: V1Lease) -> bool:
+        """Clear the holder of `lease` (as this process read or wrote it); False when it changed since (409)."""
+        if lease.spec is None:
+            return False
+        lease.spec.holder_identity = None
+        try:
+            await self.kube.call_urgent(self.api.replace_namespaced_lease, self.name, self.namespace, lease)
+        except ApiException as error:
+            if error.status == 409:
+                return False
+            raise
+        return True
 
     @asynccontextmanager
     async def kept(self) -> AsyncIterator[None]:
@@ -149,8 +178,12 @@ class RunLease:
                 await task
 
     async def _keep(self) -> None:
+        last = self._monotonic()
         while self.held:
-            await asyncio.sleep(self.settings.renew_every_s)
+            # Every renew_every_s from the start of the last renewal, however long that one took: a slow API
+            # server must not stretch the interval past the deadline.
+            await asyncio.sleep(max(0.0, self.settings.renew_every_s - (self._monotonic() - last)))
+            last = self._monotonic()
             try:
                 if not await self.renew():
                     log.warning("lease %s/%s was taken over by another operator", self.namespace, self.name)
@@ -193,24 +226,26 @@ class RunLease:
             spec=self._spec(None),
         )
         try:
-            await self.kube.call(self.api.create_namespaced_lease, self.namespace, body)
+            created = await self.kube.call_urgent(self.api.create_namespaced_lease, self.namespace, body)
         except ApiException as error:
             if error.status == 409:
                 return False  # another process created it first
             raise
-        return self._won(started)
+        return self._won(started, created)
 
     async def _update(self, lease: V1Lease, started: float) -> bool:
         lease.spec = self._spec(lease.spec)
-        try:  # guarded by the resourceVersion read: of two candidates, one wins
-            await self.kube.call(self.api.replace_namespaced_lease, self.name, self.namespace, lease)
+        try:  # guarded by the resourceVersion read (or last written): of two candidates, one wins
+            written = await self.kube.call_urgent(self.api.replace_namespaced_lease, self.name, self.namespace, lease)
         except ApiException as error:
             if error.status == 409:
+                self._last = None
                 return False
             raise
-        return self._won(started)
+        return self._won(started, written)
 
-    def _won(self, started: float) -> bool:
+    def _won(self, started: float, lease: V1Lease) -> bool:
+        self._last = lease
         # Valid from when the request started: the renewal may have been delayed on its way.
         self._valid_until = started + self.settings.renew_deadline_s
         self._observed = None

@@ -13,6 +13,7 @@ from traiding.telemetry.metrics import Metrics
 from traiding_operator.config import OperatorSettings
 from traiding_operator.handlers import IDENTITY_KEY, LEASE_KEY, SETTINGS_KEY
 from traiding_operator.lease import LeaseSettings
+from traiding_operator.shards import SHARD_KEY, Shard
 
 
 async def run_operator(
@@ -27,6 +28,7 @@ async def run_operator(
     liveness_endpoint: str | None = None,
     metrics: Metrics | None = None,
     settings: OperatorSettings | None = None,
+    shard: Shard | None = None,
 ) -> None:
     """Serve TradingRuns in `namespaces` (or all, with `clusterwide`) until `stop_flag` is set.
 
@@ -47,6 +49,7 @@ async def run_operator(
         memo[IDENTITY_KEY] = identity
     if lease_seconds is not None:
         memo[LEASE_KEY] = LeaseSettings.for_duration(lease_seconds)
+    memo[SHARD_KEY] = shard or Shard()
     await kopf.operator(
         standalone=peering is None,
         peering_name=peering,

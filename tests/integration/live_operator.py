@@ -46,6 +46,8 @@ class OperatorProcess:
     crash_at: str | None = None  # TRAIDING_TEST_CRASH_AT for the next start
     kubeconfig: Path | None = None  # whose identity it runs as (default: the cluster's admin)
     env: dict[str, str] = field(default_factory=dict)  # more settings (TRAIDING_...)
+    extra_args: tuple[str, ...] = ()  # e.g. ("--shard", "a")
+    metrics_port: int = 0  # 0: no /metrics
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     _log: Any = field(default=None, repr=False)
@@ -57,8 +59,8 @@ class OperatorProcess:
             env["KUBECONFIG"] = str(self.kubeconfig)
         env["TRAIDING_CACHE_DIR"] = str(self.log_dir / "cache")
         env.pop(CRASH_AT_ENV, None)
-        # Several operator processes share this machine's network: no /metrics port each (0 disables it).
-        env["TRAIDING_METRICS_PORT"] = "0"
+        # Several operator processes share this machine's network: no /metrics port each unless asked (0: none).
+        env["TRAIDING_METRICS_PORT"] = str(self.metrics_port)
         if self.crash_at:
             env[CRASH_AT_ENV] = self.crash_at
         self._log = (self.log_dir / f"operator-{self.identity}.log").open("ab")
@@ -73,6 +75,7 @@ class OperatorProcess:
             self.identity,
             "--lease-seconds",
             str(self.lease_seconds),
+            *self.extra_args,
         ]
         self.process = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         return self

@@ -170,6 +170,45 @@ def test_the_operator_deployment_is_one_replica_recreated_with_probes() -> None:
     assert "--liveness=http://0.0.0.0:8080/healthz" in container["args"]
 
 
+SHARDS = ("--set", "shards[0].name=a", "--set", "shards[0].default=true", "--set", "shards[1].name=b")
+
+
+def test_shards_render_one_operator_deployment_each_serving_its_own_label() -> None:
+    objects = render(*SHARDS)
+    operators = {d["metadata"]["name"]: d for d in by_kind(objects, "Deployment")}
+    assert sorted(operators) == ["ai-traiding-shard-a", "ai-traiding-shard-b"]
+    for shard, extra in (("a", ["--default-shard"]), ("b", [])):
+        operator = operators[f"ai-traiding-shard-{shard}"]
+        args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert [a for a in args if "shard" in a] == [f"--shard={shard}", *extra]
+        # Each Deployment selects its own Pods only (selectors of two Deployments must not overlap).
+        assert operator["spec"]["selector"]["matchLabels"]["traiding.io/shard"] == shard
+        assert operator["spec"]["template"]["metadata"]["labels"]["traiding.io/shard"] == shard
+        assert operator["spec"]["replicas"] == 1 and operator["spec"]["strategy"] == {"type": "Recreate"}
+    # One metrics Service over all shards' Pods: each operator counts only its shard's runs, so sums add up.
+    (service,) = [s for s in by_kind(objects, "Service") if s["metadata"]["name"].endswith("-metrics")]
+    assert "traiding.io/shard" not in service["spec"]["selector"]
+    for operator in operators.values():
+        assert service["spec"]["selector"].items() <= operator["spec"]["template"]["metadata"]["labels"].items()
+    (single,) = by_kind(render(), "Deployment")
+    assert not [a for a in single["spec"]["template"]["spec"]["containers"][0]["args"] if "shard" in a]
+
+
+@pytest.mark.parametrize(
+    ("settings", "said"),
+    [
+        (("--set", "shards[0].name=a", "--set", "shards[1].name=b"), "exactly one shard needs default: true"),
+        ((*SHARDS, "--set", "shards[1].default=true"), "exactly one shard needs default: true"),
+        ((*SHARDS, "--set", "shards[1].name=a"), 'the shard name "a" is listed twice'),
+        (("--set", "shards[0].name=Not_A_Label", "--set", "shards[0].default=true"), "/shards/0/name"),
+        (("--set", "shards[0].name=a", "--set", "shards[0].primary=true"), "primary"),
+    ],
+)
+def test_wrong_shards_are_refused_saying_why(settings: tuple[str, ...], said: str) -> None:
+    result = helm("template", str(CHART), "--kube-version", KUBE_VERSION, *settings, check=False)
+    assert result.returncode != 0 and said in result.stderr, result.stderr
+
+
 def test_nightly_cronjob_submits_a_valid_dry_run_even_if_values_ask_for_live() -> None:
     objects = render("--set", "nightly.run.spec.mode=live")
     (cron,) = by_kind(objects, "CronJob")
@@ -248,6 +287,8 @@ def test_the_api_server_accepts_the_whole_render(
 ) -> None:
     namespaces = ["--set", f"watch.namespaces={{{k8s_namespace}}}", "--set", f"nightly.namespace={k8s_namespace}"]
     objects = render("-f", str(CHART / values), *namespaces, monitoring=True, namespace=k8s_namespace)
+    if values == "values.yaml":  # and with shards: two Deployments side by side
+        objects += by_kind(render(*SHARDS, *namespaces, namespace=k8s_namespace), "Deployment")
     out = kubectl(kube_cluster, "apply", "--dry-run=server", "-n", k8s_namespace, "-f", "-",
                   stdin=yaml.safe_dump_all(objects))  # fmt: skip
     assert out.count("(server dry run)") == len(objects), out

@@ -241,6 +241,9 @@ class CandleMarket(FakeMarket):
         volume = np.full(len(rows), self.volume)
         return Candles(t.astype(np.int64), o.astype(float), h.astype(float), lo.astype(float), o.astype(float), volume)
 
+    async def fetch_recent_ohlcv(self, symbol: str, timeframe: str, since_ms: int, until_ms: int) -> Candles:
+        return await self.fetch_ohlcv(symbol, timeframe, since_ms, until_ms)
+
 
 def stop_order(stop: float, limit: float, amount: float = 1.0, coid: str = "stop-1") -> OrderRequest:
     return OrderRequest(

@@ -12,6 +12,7 @@ from traiding.domain.statemachine import OutcomeKind
 from traiding.pipeline.api_check import run_api_check
 from traiding.pipeline.context import RunContext
 from traiding.pipeline.events import EventLog, MemorySink
+from traiding.pipeline.history import HistoryStore
 from traiding.resource import TradingRunSpec
 from traiding_adapters.exchange import Balance, Health, KeyPermissions, Market
 
@@ -77,7 +78,7 @@ def context(
         exchange=exchange,  # type: ignore[arg-type]  # answers only what ApiCheck asks
         orders=exchange,  # type: ignore[arg-type]
         events=EventLog("r", [MemorySink()]),
-        cache=CandleCache(tmp_path),
+        history=HistoryStore(CandleCache(tmp_path)),
         has_credentials=credentials,
     )
 

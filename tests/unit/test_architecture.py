@@ -90,6 +90,14 @@ def test_imports_point_one_way(folder: str, forbidden: tuple[str, ...]) -> None:
     assert violations(REPO / folder, forbidden) == []
 
 
+def test_what_a_worker_process_computes_imports_only_the_domain_and_the_resource_model() -> None:
+    # traiding.pipeline.compute runs in the operator's worker processes: spawned without ccxt, kopf or asyncio.
+    imported = imported_modules(REPO / "traiding" / "pipeline" / "compute.py")
+    ours = sorted(m for m in imported if m.startswith("traiding"))
+    assert ours and all(m.startswith("traiding.domain") or m == "traiding.resource" for m in ours), ours
+    assert not [m for m in imported if m.split(".")[0] in ("asyncio", *FORBIDDEN_IN_DOMAIN)]
+
+
 def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
     (tmp_path / "bad.py").write_text("import kubernetes.client\nfrom ccxt import binance\nimport numpy\n")
     assert violations(tmp_path, FORBIDDEN_IN_DOMAIN, root=tmp_path) == [

@@ -11,6 +11,7 @@ import yaml
 
 from traiding.domain.candles import CandleCache
 from traiding.manifest import parse_manifest
+from traiding.pipeline.price_series import PriceSeries
 from traiding.pipeline.report_files import LiveReport
 from traiding.pipeline.report_html import (
     MAX_MARKED_TRADES,
@@ -124,7 +125,9 @@ def test_only_an_unfinished_run_reloads_itself_and_nothing_runs_scripts() -> Non
 def test_the_live_report_is_written_at_once_at_each_phase_change_and_at_most_every_interval(tmp_path: Path) -> None:
     run = parse_manifest(yaml.safe_load((REPO / "examples" / "dry-run.yaml").read_text()))
     now = [0.0]
-    report = LiveReport(tmp_path, run, CandleCache(tmp_path / "cache"), interval_s=2.0, clock=lambda: now[0])
+    report = LiveReport(
+        tmp_path, run, CandleCache(tmp_path / "cache"), PriceSeries(), interval_s=2.0, clock=lambda: now[0]
+    )
     path = tmp_path / "report.html"
 
     def written(status: TradingRunStatus) -> str | None:

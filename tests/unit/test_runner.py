@@ -10,7 +10,8 @@ from typing import Any
 from tests.unit.test_session import FLAT, NOW, RISE, ScriptedMarket, make_context, trading_status
 from traiding.domain.candles import Candles
 from traiding.domain.statemachine import Phase
-from traiding.pipeline.runner import advance, phase_deadlines
+from traiding.pipeline.events import EventLog, MemorySink
+from traiding.pipeline.runner import advance, phase_deadlines, start
 from traiding.resource import PhaseRecord, TradingRunSpec, TradingRunStatus
 from traiding_adapters.errors import CircuitOpen
 
@@ -39,6 +40,9 @@ class HangingMarket(ScriptedMarket):
     async def fetch_ohlcv(self, symbol: str, timeframe: str, since_ms: int, until_ms: int) -> Candles:
         await asyncio.sleep(3600)
         raise AssertionError("unreachable")
+
+    async def fetch_recent_ohlcv(self, symbol: str, timeframe: str, since_ms: int, until_ms: int) -> Candles:
+        return await self.fetch_ohlcv(symbol, timeframe, since_ms, until_ms)
 
 
 async def test_a_data_check_that_hangs_is_cancelled_at_its_deadline_naming_phase_and_limit(tmp_path: Path) -> None:
@@ -83,3 +87,17 @@ async def test_the_status_is_persisted_with_the_intent_before_the_order_is_sent(
     (phase, intents, orders_then), *_ = seen
     assert (phase, len(intents), orders_then) == ("Trading", 1, 0)  # written first, sent after
     assert status.checkpoint["session"]["intents"] == {} and len(broker._orders) >= 1
+
+
+def test_start_says_datacheck_at_once_without_any_work_and_leaves_a_started_run_alone() -> None:
+    said = MemorySink()
+    started = start(spec_with(), EventLog("r", [said]), TradingRunStatus(), NOW, generation=3)
+    assert (started.phase, started.startedAt, started.observedGeneration) == ("DataCheck", NOW, 3)
+    record = started.phases["DataCheck"]
+    assert (record.state, record.startedAt, record.results) == ("Running", NOW, {})
+    assert "history" not in started.checkpoint  # no window fixed, no candle fetched: that is the DataCheck's work
+    assert [(e.type, e.metrics["from"], e.metrics["to"]) for e in said.events] == [
+        ("PhaseChanged", "Pending", "DataCheck")
+    ]
+    again = start(spec_with(), EventLog("r", [said]), started, NOW + timedelta(seconds=1), generation=3)
+    assert again.phase == "DataCheck" and again.phases["DataCheck"].startedAt == NOW and len(said.events) == 1

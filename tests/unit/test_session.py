@@ -21,6 +21,8 @@ from traiding.domain.candles import CandleCache, Candles
 from traiding.domain.statemachine import OutcomeKind, Phase
 from traiding.pipeline.context import RunContext
 from traiding.pipeline.events import EventLog, MemorySink
+from traiding.pipeline.history import HistoryStore
+from traiding.pipeline.price_series import PriceSeries
 from traiding.pipeline.runner import advance
 from traiding.pipeline.session import TradingSession
 from traiding.resource import PhaseRecord, TradingRunSpec, TradingRunStatus
@@ -104,6 +106,9 @@ class ScriptedMarket:
         low = self.low[symbol][: self.visible][keep]
         return Candles(times[keep], close, close * 1.001, low, close, np.ones(close.size))
 
+    async def fetch_recent_ohlcv(self, symbol: str, timeframe: str, since_ms: int, until_ms: int) -> Candles:
+        return await self.fetch_ohlcv(symbol, timeframe, since_ms, until_ms)
+
     async def server_time(self) -> int:
         return T0 + self.visible * TF
 
@@ -154,8 +159,9 @@ def make_context(
         exchange=market,  # type: ignore[arg-type]
         orders=broker,
         events=EventLog("t", [sink]),
-        cache=CandleCache(tmp_path),
+        history=HistoryStore(CandleCache(tmp_path)),
         has_credentials=False,
+        prices=PriceSeries(),
     )
     return ctx, sink, broker
 
@@ -344,7 +350,10 @@ async def test_after_downtime_only_the_newest_candle_is_acted_on(tmp_path: Path)
     # Prices, equity and the candle bookkeeping still cover every candle that closed meanwhile.
     session = checkpoint["session"]
     assert session["last_closed"][SYMBOL] == T0 + (market.visible - 2) * TF
-    assert len(session["prices"][SYMBOL]) == len(RISE) + len(FALL) + 3
+    assert ctx.prices is not None and len(ctx.prices.points[SYMBOL]) == len(RISE) + len(FALL) + 3
+    # The series is the report's, kept beside the status: the checkpoint has only what the summary needs.
+    assert "prices" not in session
+    assert session["first_prices"][SYMBOL] == ctx.prices.points[SYMBOL][0][1]
 
 
 async def test_a_stop_crossed_while_away_exits_on_the_newest_candle(tmp_path: Path) -> None:

@@ -611,7 +611,7 @@ class CandleCache:
         """The fetched ranges `[start_ms, end_ms)`, sorted and disjoint."""
         try:
             data = json.loads(self._coverage_path(exchange, symbol, timeframe).read_text(encoding="utf-8"))
-            return _union([(int(start), int(end)) for start, end in data["covered"]])
+            return union_intervals([(int(start), int(end)) for start, end in data["covered"]])
         except (OSError, ValueError, KeyError, TypeError):
             pass  # no or unreadable coverage file: derive it from the candles
         candles = self.load(exchange, symbol, timeframe)
@@ -621,25 +621,7 @@ class CandleCache:
 
     def missing(self, exchange: str, symbol: str, timeframe: str, start_ms: int, end_ms: int) -> list[Interval]:
         """The parts of `[start_ms, end_ms)` not fetched yet, aligned to candle open times."""
-        step = timeframe_ms(timeframe)
-        want_start, want_end = _ceil_to(start_ms, step), _ceil_to(end_ms, step)
-        if want_start >= want_end:
-            return []
-        gaps: list[Interval] = []
-        cursor = want_start
-        for start, end in self.coverage(exchange, symbol, timeframe):
-            if end <= cursor:
-                continue
-            if start >= want_end:
-                break
-            if start > cursor:
-                gaps.append((cursor, _ceil_to(start, step)))
-            cursor = max(cursor, end)
-            if cursor >= want_end:
-                break
-        if cursor < want_end:
-            gaps.append((cursor, want_end))
-        return [(s, e) for s, e in gaps if s < e]
+        return uncovered(self.coverage(exchange, symbol, timeframe), start_ms, end_ms, timeframe_ms(timeframe))
 
     def drop(self, exchange: str, symbol: str, timeframe: str) -> None:
         """Forget everything cached for the key."""
@@ -690,18 +672,42 @@ class CandleCache:
             "exchange": exchange,
             "symbol": symbol,
             "timeframe": timeframe,
-            "covered": [list(i) for i in _union([*covered, (start_ms, end_ms)])],
+            "covered": [list(i) for i in union_intervals([*covered, (start_ms, end_ms)])],
         }
         _write_atomically(
             self._coverage_path(exchange, symbol, timeframe), json.dumps(record, indent=1).encode("utf-8")
         )
 
 
+def uncovered(coverage: Iterable[Interval], start_ms: int, end_ms: int, step: int) -> list[Interval]:
+    """The parts of `[start_ms, end_ms)` outside `coverage` (sorted, disjoint), aligned to `step` (candle open
+    times): what is left to fetch."""
+    want_start, want_end = _ceil_to(start_ms, step), _ceil_to(end_ms, step)
+    if want_start >= want_end:
+        return []
+    gaps: list[Interval] = []
+    cursor = want_start
+    for start, end in coverage:
+        if end <= cursor:
+            continue
+        if start >= want_end:
+            break
+        if start > cursor:
+            gaps.append((cursor, _ceil_to(start, step)))
+        cursor = max(cursor, end)
+        if cursor >= want_end:
+            break
+    if cursor < want_end:
+        gaps.append((cursor, want_end))
+    return [(s, e) for s, e in gaps if s < e]
+
+
 def _ceil_to(value: int, step: int) -> int:
     return -(-value // step) * step
 
 
-def _union(intervals: Iterable[Interval]) -> list[Interval]:
+def union_intervals(intervals: Iterable[Interval]) -> list[Interval]:
+    """The union of `[start, end)` intervals, sorted and disjoint (touching ones merged)."""
     merged: list[Interval] = []
     for start, end in sorted(i for i in intervals if i[0] < i[1]):
         if merged and start <= merged[-1][1]:

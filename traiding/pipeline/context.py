@@ -1,4 +1,5 @@
-"""What every phase works with: the run's identity and spec, the exchange, the order API and the event log."""
+"""What every phase works with: the run's identity and spec, the exchange, the order API, the event log, the shared
+candle history (and through it where CPU work runs), and the report's price series where a driver keeps one."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from traiding.domain.candles import CandleCache
 from traiding.domain.statemachine import Outcome, OutcomeKind, Phase
 from traiding.domain.timeframes import timeframe_ms
 from traiding.errors import UserError
 from traiding.pipeline.events import EventLog
+from traiding.pipeline.history import HistoryStore
+from traiding.pipeline.offload import Offload
+from traiding.pipeline.price_series import PriceSeries
 from traiding.resource import Mode, TradingRunSpec
 from traiding_adapters.errors import CircuitOpen, ExchangeLayerError
 from traiding_adapters.exchange import Exchange, OrderApi
@@ -24,15 +27,21 @@ class RunContext:
     exchange: Exchange
     orders: OrderApi  # the paper broker in a dry run, the exchange itself in a live run
     events: EventLog
-    cache: CandleCache
+    history: HistoryStore  # shared by the runs of the process
     has_credentials: bool
     # Why the run's credentials could not be read (a missing Secret, a key that does not decrypt): ApiCheck fails
     # with it; DataCheck and Backtest need no keys and run first.
     credentials_problem: str | None = None
+    prices: PriceSeries | None = None  # the session's closes for the report (None: no report drawn)
 
     @property
     def live(self) -> bool:
         return self.spec.mode is Mode.LIVE
+
+    @property
+    def offload(self) -> Offload:
+        """Where the phases' CPU-heavy work runs (a process pool in the operator)."""
+        return self.history.offload
 
     @property
     def timeframe(self) -> str:

@@ -28,6 +28,7 @@ from typing import Any
 from traiding.domain import risk
 from traiding.pipeline.context import Flush, RunContext
 from traiding.pipeline.crash_points import crash_point
+from traiding.pipeline.price_series import append_capped
 from traiding_adapters.client_ids import client_order_id
 from traiding_adapters.errors import (
     CircuitOpen,
@@ -97,12 +98,6 @@ class Position:
     cost: float = 0.0  # quote currency spent on `amount`, fees included: the basis of the trade's PnL
     stop_order: str | None = None  # client order id of the protective stop resting on the exchange
     stop_amount: float = 0.0  # what that stop sells
-
-
-def append_capped(points: list[Any], item: Any, cap: int) -> None:
-    points.append(item)
-    if len(points) > cap:
-        del points[1::2]  # thin out evenly, keeping the first point; the curve keeps its shape
 
 
 class OrderLifecycle:

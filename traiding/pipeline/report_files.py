@@ -22,9 +22,10 @@ from traiding.domain.candles import CandleCache
 from traiding.domain.metrics import market_change_pct
 from traiding.domain.statemachine import TERMINAL, Phase
 from traiding.domain.timeframes import DAY_MS, format_duration
-from traiding.pipeline.backtest_phase import backtest_symbol
+from traiding.pipeline.compute import backtest_symbol, session_summary
 from traiding.pipeline.events import json_safe
 from traiding.pipeline.history import cache_key
+from traiding.pipeline.price_series import PriceSeries
 from traiding.pipeline.report_html import (
     REFRESH_SECONDS,
     Cell,
@@ -42,7 +43,6 @@ from traiding.pipeline.report_html import (
     render_page,
     table,
 )
-from traiding.pipeline.reporting import session_summary
 from traiding.resource import TradingRun, TradingRunStatus
 
 LIVE_REPORT_INTERVAL_S = 2.0
@@ -78,11 +78,13 @@ def summary_document(run: TradingRun, status: TradingRunStatus) -> dict[str, Any
     return document
 
 
-def write_report_files(output: Path, run: TradingRun, status: TradingRunStatus, cache: CandleCache) -> None:
+def write_report_files(
+    output: Path, run: TradingRun, status: TradingRunStatus, cache: CandleCache, prices: PriceSeries
+) -> None:
     """The final `summary.json` and `report.html` (which no longer reloads itself)."""
     document = summary_document(run, status)
     (output / "summary.json").write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
-    _write(output / "report.html", render_run_report(run, status, cache, refresh=False))
+    _write(output / "report.html", render_run_report(run, status, cache, prices, refresh=False))
 
 
 class LiveReport:
@@ -96,6 +98,7 @@ class LiveReport:
         output: Path,
         run: TradingRun,
         cache: CandleCache,
+        prices: PriceSeries,
         *,
         interval_s: float = LIVE_REPORT_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
@@ -103,6 +106,7 @@ class LiveReport:
         self.path = output / "report.html"
         self.run = run
         self.cache = cache
+        self.prices = prices
         self.interval_s = interval_s
         self.clock = clock
         self._phase: str | None = None
@@ -114,7 +118,7 @@ class LiveReport:
             return
         self._phase, self._written_at = status.phase, now
         finished = Phase(status.phase) in TERMINAL
-        _write(self.path, render_run_report(self.run, status, self.cache, refresh=not finished))
+        _write(self.path, render_run_report(self.run, status, self.cache, self.prices, refresh=not finished))
 
 
 def _write(path: Path, text: str) -> None:
@@ -126,11 +130,13 @@ def _write(path: Path, text: str) -> None:
 # ----------------------------------------------------------------------------------------------- the page
 
 
-def render_run_report(run: TradingRun, status: TradingRunStatus, cache: CandleCache, *, refresh: bool) -> str:
+def render_run_report(
+    run: TradingRun, status: TradingRunStatus, cache: CandleCache, prices: PriceSeries, *, refresh: bool
+) -> str:
     body = [
         _overview(run, status),
         _phases(status),
-        _session(run, status),
+        _session(run, status, prices),
         _backtest(run, status, cache),
         _data_check(status),
     ]
@@ -231,14 +237,15 @@ def _phases(status: TradingRunStatus) -> str:
 # ----------------------------------------------------------------------------------------------- session
 
 
-def _session(run: TradingRun, status: TradingRunStatus) -> str:
+def _session(run: TradingRun, status: TradingRunStatus, price_series: PriceSeries) -> str:
     session = status.checkpoint.get("session", {})
     if "started_ms" not in session:
         return ""
     currency = run.spec.capital.currency
     summary = session_summary(session)
     sharpe = fmt_number(summary.sharpe) if summary.sharpe is not None else (summary.sharpeNote or "n/a")
-    prices = {s: np.asarray(p, dtype=np.float64).reshape(-1, 2) for s, p in session.get("prices", {}).items()}
+    # A status written before the series left the checkpoint still has it there.
+    prices = PriceSeries(session["prices"]).arrays() if "prices" in session else price_series.arrays()
     trades: list[dict[str, Any]] = session.get("trades", [])
     equity = np.asarray(session.get("equity", []), dtype=np.float64).reshape(-1, 2)
     parts = [

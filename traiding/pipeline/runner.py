@@ -31,7 +31,7 @@ from traiding.pipeline.api_check import run_api_check
 from traiding.pipeline.backtest_phase import run_backtest_phase
 from traiding.pipeline.context import CheckWork, Flush, PhaseResult, PhaseWork, RunContext, outcome_of_error
 from traiding.pipeline.data_check import run_data_check
-from traiding.pipeline.events import Level
+from traiding.pipeline.events import EventLog, Level
 from traiding.pipeline.reporting import run_reporting
 from traiding.pipeline.session import describe_holdings, holds_positions, liquidation_step, trading_step
 from traiding.resource import (
@@ -125,6 +125,33 @@ def _exit_of(checkpoint: dict[str, Any]) -> Exit | None:
     return Exit(Phase(raw["then"]), str(raw["reason"]), str(raw["message"])) if raw else None
 
 
+def _begin_step(status: TradingRunStatus, now: datetime, generation: int | None) -> TradingRunStatus:
+    """A copy of the status to step from, with the run's and the current phase's start recorded."""
+    status = status.model_copy(deep=True)
+    status.observedGeneration = generation
+    phase = Phase(status.phase)
+    if phase in TERMINAL:
+        raise ValueError(f"run is already {phase}")
+    if status.startedAt is None:
+        status.startedAt = now
+    record = status.phases.get(phase)
+    if phase is not Phase.PENDING and (record is None or record.startedAt is None):
+        status.phases[phase.value] = PhaseRecord(state="Running", startedAt=now)
+    return status
+
+
+def start(
+    spec: TradingRunSpec, events: EventLog, status: TradingRunStatus, now: datetime, *, generation: int | None = None
+) -> TradingRunStatus:
+    """Pending -> DataCheck (started), without any work: the status a driver writes as soon as it picks a run up,
+    so that the run says at once that it is being worked on. `advance` from there does the DataCheck."""
+    status = _begin_step(status, now, generation)
+    if Phase(status.phase) is not Phase.PENDING:
+        return status
+    _conclude(spec, events, status, now, outcome=None, cancel_requested=False, deleting=False, approval=None)
+    return status
+
+
 async def advance(
     ctx: RunContext,
     status: TradingRunStatus,
@@ -142,17 +169,9 @@ async def advance(
     raises out of here, and the driver continues from the status it reads back. `deleting`: the object is
     being deleted (a cancel that follows `spec.session.onDelete`).
     """
-    status = status.model_copy(deep=True)
-    status.observedGeneration = generation
+    status = _begin_step(status, now, generation)
     phase = Phase(status.phase)
-    if phase in TERMINAL:
-        raise ValueError(f"run is already {phase}")
-    if status.startedAt is None:
-        status.startedAt = now
     record = status.phases.get(phase)
-    if phase is not Phase.PENDING and (record is None or record.startedAt is None):
-        record = PhaseRecord(state="Running", startedAt=now)
-        status.phases[phase.value] = record
     outcome: Outcome | None = None
     stopping = cancel_requested or deleting
     # A cancelled run does no more phase work, except closing its positions.
@@ -171,7 +190,33 @@ async def advance(
                 record.results = result.results
                 if "summary" in result.results:
                     status.summary = Summary.model_validate(result.results["summary"])
+    decision = _conclude(
+        ctx.spec,
+        ctx.events,
+        status,
+        now,
+        outcome=outcome,
+        cancel_requested=cancel_requested,
+        deleting=deleting,
+        approval=approval,
+    )
+    return status, decision
 
+
+def _conclude(
+    spec: TradingRunSpec,
+    events: EventLog,
+    status: TradingRunStatus,
+    now: datetime,
+    *,
+    outcome: Outcome | None,
+    cancel_requested: bool,
+    deleting: bool,
+    approval: Approval | None,
+) -> Decision:
+    """Ask the state machine what follows what was observed, and apply its decision to `status` (in place)."""
+    phase = Phase(status.phase)
+    record = status.phases.get(phase)
     state = RunState(
         phase, record.startedAt if record else None, record.attempts if record else 0, _exit_of(status.checkpoint)
     )
@@ -182,22 +227,22 @@ async def advance(
         approval,
         holds_positions=holds_positions(status.checkpoint),
         deleting=deleting,
-        leave_positions=ctx.spec.session.onDelete is OnDelete.LEAVE_POSITIONS,
+        leave_positions=spec.session.onDelete is OnDelete.LEAVE_POSITIONS,
     )
-    decision = decide(settings_of(ctx.spec), state, seen)
-    _apply(ctx, status=status, phase=phase, decision=decision, now=now, approval=approval, outcome=outcome)
+    decision = decide(settings_of(spec), state, seen)
+    _apply(events, status=status, phase=phase, decision=decision, now=now, approval=approval, outcome=outcome)
     if decision.final and deleting and seen.leave_positions and seen.holds_positions:
-        ctx.events.emit(
+        events.emit(
             str(decision.phase),
             "PositionsLeft",
             f"deleted with {describe_holdings(status.checkpoint)} left on the exchange (onDelete: LeavePositions)",
             level="warning",
         )
-    return status, decision
+    return decision
 
 
 def _apply(
-    ctx: RunContext,
+    events: EventLog,
     *,
     status: TradingRunStatus,
     phase: Phase,
@@ -235,7 +280,7 @@ def _apply(
         status.approval = ApprovalRecord(
             approvedBy=approval.approved_by, approvedAt=approval.approved_at, expiresAt=approval.expires_at
         )
-        ctx.events.emit(
+        events.emit(
             Phase.TRADING.value,
             "Approved",
             f"live trading approved by {approval.approved_by} at {approval.approved_at.isoformat()} "
@@ -247,7 +292,7 @@ def _apply(
         "error" if decision.phase is Phase.FAILED else "warning" if decision.phase is Phase.LIQUIDATING else "info"
     )
     started = record.startedAt if record is not None else None
-    ctx.events.emit(
+    events.emit(
         str(decision.phase),
         "PhaseChanged",
         f"{phase} -> {decision.phase}: {decision.message}",

@@ -31,13 +31,13 @@ from traiding.domain.strategies import Strategy, get_strategy
 from traiding.domain.timeframes import duration_ms
 from traiding.pipeline.context import Flush, PhaseResult, RunContext, outcome_of_error
 from traiding.pipeline.history import market_now_ms
-from traiding.pipeline.order_lifecycle import OrderLifecycle, OrderMismatch, append_capped, wall_clock_ms
+from traiding.pipeline.order_lifecycle import OrderLifecycle, OrderMismatch, wall_clock_ms
+from traiding.pipeline.price_series import MAX_POINTS, append_capped
 from traiding.pipeline.wiring import market_speed, poll_seconds
 from traiding_adapters.errors import CircuitOpen, ExchangeLayerError, OrderOutcomeUnknown
 from traiding_adapters.exchange import Market
 from traiding_adapters.paper import PaperBroker
 
-MAX_POINTS = 600  # equity/price points kept in the checkpoint for the report
 DEGRADED_STEPS = 3  # after a failed step, this many steps open no new positions
 FRESH_POLLS = 4  # candles that closed within this many polling intervals of the newest one are still acted on
 
@@ -122,6 +122,9 @@ class TradingSession:
             self.cp["paper"] = self.ctx.orders.snapshot()
 
     async def _prepare(self) -> None:
+        prices = self.cp.pop("prices", None)
+        if prices is not None:  # checkpointed before the price series left it: keep what the summary needs
+            self.cp.setdefault("first_prices", {s: series[0][1] for s, series in prices.items() if series})
         if isinstance(self.ctx.orders, PaperBroker) and "paper" in self.cp:
             # Every step starts from the stored account: a step redone after a crash or a conflict must not see
             # orders of the attempt that was never written.
@@ -252,7 +255,7 @@ class TradingSession:
     async def _start(self) -> None:
         equity = float(self.ctx.spec.capital.initial)
         # The session starts with the candle forming now; its duration counts whole candles from there.
-        now = await market_now_ms(self.ctx) // self.tf * self.tf
+        now = await market_now_ms(self.ctx.exchange, self.ctx.spec.market.symbols[0]) // self.tf * self.tf
         self.cp.update(
             started_ms=now,
             ends_ms=now + duration_ms(self.ctx.spec.session.duration),
@@ -260,7 +263,7 @@ class TradingSession:
             cash=equity,
             last_closed={},
             equity=[[now, equity]],
-            prices={s: [] for s in self.ctx.spec.market.symbols},
+            first_prices={},  # the market change over the session: its first and last closes
             risk=risk.RiskState.start(equity, now).to_dict(),
             degraded_steps=0,
             errors=0,
@@ -276,7 +279,7 @@ class TradingSession:
     async def _closed_candles(self, symbol: str) -> Candles:
         last = self.cp["last_closed"].get(symbol)
         since = (self.cp["started_ms"] - self.window * self.tf) if last is None else last - self.window * self.tf
-        candles = await self.ctx.exchange.fetch_ohlcv(symbol, self.ctx.timeframe, since, since + 1000 * self.tf)
+        candles = await self.ctx.exchange.fetch_recent_ohlcv(symbol, self.ctx.timeframe, since, since + 1000 * self.tf)
         # The newest candle is still forming: it is acted on once the next one exists.
         return candles.slice(0, max(len(candles) - 1, 0))
 
@@ -326,7 +329,9 @@ class TradingSession:
         close = float(candles.close[index])
         self.cp["last_closed"][symbol] = time
         self.cp["last_prices"][symbol] = close
-        append_capped(self.cp["prices"].setdefault(symbol, []), [time, close], MAX_POINTS)
+        self.cp.setdefault("first_prices", {}).setdefault(symbol, close)
+        if self.ctx.prices is not None:
+            self.ctx.prices.add(symbol, time, close)
         if time + self.tf > self.cp["ends_ms"]:
             return
         window = candles.slice(max(0, index + 1 - self.window), index + 1)

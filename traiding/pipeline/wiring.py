@@ -10,12 +10,13 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
 
-from traiding.domain.candles import CandleCache
 from traiding.domain.orderbook import BookModel
 from traiding.domain.statemachine import Approval, Decision, Phase
 from traiding.domain.timeframes import duration_timedelta, timeframe_ms
 from traiding.pipeline.context import RunContext
 from traiding.pipeline.events import EventLog
+from traiding.pipeline.history import HistoryStore
+from traiding.pipeline.price_series import PriceSeries
 from traiding.resource import Mode, TradingRunSpec
 from traiding_adapters.connection import Credentials
 from traiding_adapters.exchange import Exchange, OrderApi
@@ -88,13 +89,15 @@ async def open_context(
     credentials: Credentials | None,
     simulator_url: str | None,
     events: EventLog,
-    cache: CandleCache,
+    history: HistoryStore,
     credentials_problem: str | None = None,
+    prices: PriceSeries | None = None,
 ) -> RunContext:
     """The run's context; the exchange handle is released when `stack` closes.
 
     `simulator_url` is the simulator's base URL for runs against the simulator (None for a real exchange);
     a dry run's paper account continues from the checkpoint's saved state at every step of the session.
+    `history` is the process's shared candle history; `prices` collects the session's closes for a report.
     `credentials_problem`: why the credentials the run names could not be read (ApiCheck fails with it).
     """
     urls = client_urls(simulator_url) if simulator_url is not None else None
@@ -110,7 +113,8 @@ async def open_context(
         exchange=exchange,
         orders=orders,
         events=events,
-        cache=cache,
+        history=history,
         has_credentials=credentials is not None,
         credentials_problem=credentials_problem,
+        prices=prices,
     )
