@@ -314,7 +314,9 @@ def test_a_live_run_waits_for_an_approval_annotation_then_trades(
             metadata=client.V1ObjectMeta(name="binance-keys"), string_data={"apiKey": KEY, "secret": SECRET}
         ),
     )
-    body = manifest("eth-live", mode="live", **{"exchange.credentialsSecretRef": {"name": "binance-keys"}})
+    # A fast crossover: whatever stretch of the replay the session meets after the approval, it trades.
+    overrides = {"exchange.credentialsSecretRef": {"name": "binance-keys"}, "strategy.params": {"fast": 3, "slow": 8}}
+    body = manifest("eth-live", mode="live", **overrides)
     create_run(k8s_api, k8s_namespace, body)
     waiting = wait_for_run(k8s_api, k8s_namespace, "eth-live", phase_is("AwaitingApproval", "Failed"), "approval wait")
     assert waiting["status"]["phase"] == "AwaitingApproval", describe(waiting)
