@@ -67,6 +67,10 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=ANNOTATION_PREFIX)
     # Kopf puts it on unfinished runs (the daemon and the deletion handler need it) and takes it off at the end.
     settings.persistence.finalizer = FINALIZER
+    # No dynamic scanning of namespaces and CRDs: the chart's RBAC grants neither list, and kopf would retry
+    # each for about a minute (with an ERROR line per attempt) before serving anything. The namespaces to serve
+    # are given (or all, cluster-wide), and the CRD is installed before the operator starts.
+    settings.scanning.disabled = True
     settings.networking.request_timeout = KOPF_REQUEST_TIMEOUT_SECONDS
     settings.networking.connect_timeout = KOPF_CONNECT_TIMEOUT_SECONDS
     settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_SECONDS

@@ -37,7 +37,12 @@ from traiding.telemetry.logs import configure_stream_logging
 from traiding_simulator import ApiKeyConfig, DataSource, SimulatorConfig, ThreadedSimulator
 
 KEY, SECRET = "known-live-key-5Rt8Qz", "known-live-secret-Jm4Wc9Xe2"
-LIVE = {"mode": "live", "exchange.credentialsSecretRef": {"name": "binance-keys"}}
+# A fast crossover: the session trades (real orders carry the key) whatever stretch of the replay it meets.
+LIVE = {
+    "mode": "live",
+    "exchange.credentialsSecretRef": {"name": "binance-keys"},
+    "strategy.params": {"fast": 3, "slow": 8},
+}
 FOREIGN = {"mode": "live", "exchange.credentialsSecretRef": {"name": "foreign-keys"}}
 FINAL = ("Succeeded", "Failed", "Cancelled")
 

@@ -537,7 +537,9 @@ def test_a_run_naming_an_endpoint_outside_the_allowlist_fails_before_any_request
         for name, reason in cases.items():
             done = wait_for_run(k8s_api, k8s_namespace, name, phase_is(*FINAL), "final phase", timeout=60)
             assert (phase_of(done), done["status"]["reason"]) == ("Failed", reason), describe(done)
-            assert set(done["status"]["phases"]) <= {"Pending"}  # not even the data check began
+            # Picked up (the first status says DataCheck before any work), then stopped: no candle was read.
+            assert set(done["status"]["phases"]) <= {"Pending", "DataCheck"}
+            assert not done["status"]["phases"].get("DataCheck", {}).get("results")
         requests = sim.stats()["requests_total"]
     finally:
         operator.stop()
