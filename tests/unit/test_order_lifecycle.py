@@ -418,20 +418,31 @@ class BnbTickerFails(ScriptedMarket):
         return await super().fetch_ticker(symbol)
 
 
-class BnbFeesEverywhere(AnswerLostBroker):
-    """Every order as the exchange reports it (created, read back, cancelled) carries its commission in BNB."""
+class ReportedOrders(AnswerLostBroker):
+    """Every order as the exchange reports it (created, read back, cancelled) passes through `view`."""
 
-    def _bnb(self, order: Order) -> Order:
-        return order.model_copy(update={"fees": (Fee(currency="BNB", cost=0.01),)}) if order.filled > 0 else order
+    def view(self, order: Order) -> Order:
+        return order
 
     async def create_order(self, request: OrderRequest) -> Order:
-        return self._bnb(await super().create_order(request))
+        return self.view(await super().create_order(request))
 
     async def fetch_order(self, symbol: str, *, client_order_id: str) -> Order:
-        return self._bnb(await super().fetch_order(symbol, client_order_id=client_order_id))
+        return self.view(await super().fetch_order(symbol, client_order_id=client_order_id))
 
     async def cancel_order(self, symbol: str, *, client_order_id: str) -> Order:
-        return self._bnb(await super().cancel_order(symbol, client_order_id=client_order_id))
+        return self.view(await super().cancel_order(symbol, client_order_id=client_order_id))
+
+
+class BnbFeesEverywhere(ReportedOrders):
+    """Filled orders (of `only`, or of every symbol) carry their commission in BNB."""
+
+    only: str | None = None
+
+    def view(self, order: Order) -> Order:
+        if order.filled <= 0 or (self.only is not None and order.symbol != self.only):
+            return order
+        return order.model_copy(update={"fees": (Fee(currency="BNB", cost=0.01),)})
 
 
 async def test_a_fill_whose_fee_cannot_be_valued_yet_stays_an_intent_and_is_booked_once_later(
@@ -530,21 +541,15 @@ CLOSES_LONG = FLAT + RISE + [108.0] * 30
 
 
 # --- F7: a market order still executing on one symbol ------------------------------------------------------
-class StuckMarketOrders(AnswerLostBroker):
+class StuckMarketOrders(ReportedOrders):
     """Market orders on `stuck` read as still executing ('open'), as an exchange reports a slow fill."""
 
     stuck: str | None = SYMBOL
 
-    def _view(self, order: Order) -> Order:
+    def view(self, order: Order) -> Order:
         if order.type == "market" and order.symbol == self.stuck:
             return order.model_copy(update={"status": "open"})
         return order
-
-    async def create_order(self, request: OrderRequest) -> Order:
-        return self._view(await super().create_order(request))
-
-    async def fetch_order(self, symbol: str, *, client_order_id: str) -> Order:
-        return self._view(await super().fetch_order(symbol, client_order_id=client_order_id))
 
 
 async def test_liquidation_closes_other_positions_while_one_market_order_still_executes(tmp_path: Path) -> None:
@@ -614,17 +619,8 @@ class BnbForEth(ScriptedMarket):
         return await super().fetch_ticker(symbol)
 
 
-class EthFeesInBnb(AnswerLostBroker):
-    def _bnb(self, order: Order) -> Order:
-        if order.symbol == SYMBOL and order.filled > 0:
-            return order.model_copy(update={"fees": (Fee(currency="BNB", cost=0.01),)})
-        return order
-
-    async def create_order(self, request: OrderRequest) -> Order:
-        return self._bnb(await super().create_order(request))
-
-    async def fetch_order(self, symbol: str, *, client_order_id: str) -> Order:
-        return self._bnb(await super().fetch_order(symbol, client_order_id=client_order_id))
+class EthFeesInBnb(BnbFeesEverywhere):
+    only = SYMBOL
 
 
 async def test_one_fill_that_cannot_be_booked_does_not_block_closing_every_other_position(tmp_path: Path) -> None:
@@ -720,14 +716,23 @@ async def _exit_step(tmp_path: Path) -> int:
     raise AssertionError("no exit in the baseline")
 
 
-async def test_an_exit_signal_on_a_symbol_whose_stop_read_failed_is_not_lost(tmp_path: Path) -> None:
+async def exit_run(
+    tmp_path: Path, broker_type: type[AnswerLostBroker]
+) -> tuple[ScriptedMarket, RunContext, Any, dict[str, Any], int]:
+    """The scenario of the exit tests: a run on CLOSES_EXIT with `broker_type` as its exchange, after its first
+    step; and the step (after that one) on whose candle its exit signal comes (`_exit_step`)."""
     exit_at = await _exit_step(tmp_path / "a")
     market = ScriptedMarket(CLOSES_EXIT)
     ctx, _, _ = make_context(market, tmp_path / "b", stopLossPct=20)
-    broker = StopReadFails(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0.001, slippage_bps=0))
+    broker = broker_type(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0.001, slippage_bps=0))
     ctx.orders = broker
-    cp: dict[str, Any] = {}
-    await TradingSession(ctx, cp).step()
+    checkpoint: dict[str, Any] = {}
+    await TradingSession(ctx, checkpoint).step()
+    return market, ctx, broker, checkpoint, exit_at
+
+
+async def test_an_exit_signal_on_a_symbol_whose_stop_read_failed_is_not_lost(tmp_path: Path) -> None:
+    market, ctx, broker, cp, exit_at = await exit_run(tmp_path, StopReadFails)
     for n in range(1, 20):
         market.advance()
         broker.fail_stop_reads = n == exit_at  # one 503 reading ETH's stop, on the candle of the exit signal
@@ -740,15 +745,7 @@ async def test_an_exit_signal_on_a_symbol_whose_stop_read_failed_is_not_lost(tmp
 
 
 async def test_an_exit_whose_stop_cancel_is_still_pending_happens_once_it_completes(tmp_path: Path) -> None:
-    exit_at = await _exit_step(tmp_path / "a")
-    market = ScriptedMarket(CLOSES_EXIT)
-    ctx, _, _ = make_context(market, tmp_path / "b", stopLossPct=20)
-    broker = CancelAckWithoutStatus(
-        market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0.001, slippage_bps=0)
-    )
-    ctx.orders = broker
-    cp: dict[str, Any] = {}
-    await TradingSession(ctx, cp).step()
+    market, ctx, broker, cp, exit_at = await exit_run(tmp_path, CancelAckWithoutStatus)
     for n in range(1, 20):
         market.advance()
         broker.ack_open = n == exit_at
@@ -791,13 +788,7 @@ class BalancesFailOnce(AnswerLostBroker):
 
 
 async def test_an_exit_that_failed_on_the_way_is_sent_on_the_next_step(tmp_path: Path) -> None:
-    exit_at = await _exit_step(tmp_path / "a")
-    market = ScriptedMarket(CLOSES_EXIT)
-    ctx, _, _ = make_context(market, tmp_path / "b", stopLossPct=20)
-    broker = BalancesFailOnce(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0.001, slippage_bps=0))
-    ctx.orders = broker
-    cp: dict[str, Any] = {}
-    await TradingSession(ctx, cp).step()
+    market, ctx, broker, cp, exit_at = await exit_run(tmp_path, BalancesFailOnce)
     for n in range(1, exit_at + 1):
         market.advance()
         broker.fail_balances = n == exit_at  # the exit cancels the stop, then the balances read fails
@@ -816,13 +807,7 @@ def market_sells(broker: Any) -> list[Order]:
 
 
 async def test_lost_answer_of_an_exit_is_reconciled_and_not_sold_twice(tmp_path: Path) -> None:
-    exit_at = await _exit_step(tmp_path / "a")
-    market = ScriptedMarket(CLOSES_EXIT)
-    ctx, _, _ = make_context(market, tmp_path / "b", stopLossPct=20)
-    broker = AnswerLostBroker(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0.001, slippage_bps=0))
-    ctx.orders = broker
-    cp: dict[str, Any] = {}
-    await TradingSession(ctx, cp).step()
+    market, ctx, broker, cp, exit_at = await exit_run(tmp_path, AnswerLostBroker)
     for n in range(1, exit_at + 1):
         market.advance()
         broker.lose_next = n == exit_at  # the exit's sell goes out, its answer is lost
@@ -840,21 +825,15 @@ async def test_lost_answer_of_an_exit_is_reconciled_and_not_sold_twice(tmp_path:
 class StuckSells(StuckMarketOrders):
     stuck_sells = False
 
-    def _view(self, order: Order) -> Order:
+    def view(self, order: Order) -> Order:
         if order.type == "market" and order.side == "sell" and self.stuck_sells:
             return order.model_copy(update={"status": "open"})
         return order
 
 
 async def test_exit_executing_for_several_steps_is_sent_once(tmp_path: Path) -> None:
-    exit_at = await _exit_step(tmp_path / "a")
-    market = ScriptedMarket(CLOSES_EXIT)
-    ctx, _, _ = make_context(market, tmp_path / "b", stopLossPct=20)
-    broker = StuckSells(market, {"USDT": 10_000.0, "ETH": 0.0}, PaperSettings(fee_rate=0.001, slippage_bps=0))
+    market, ctx, broker, cp, exit_at = await exit_run(tmp_path, StuckSells)
     broker.stuck = None
-    ctx.orders = broker
-    cp: dict[str, Any] = {}
-    await TradingSession(ctx, cp).step()
     for n in range(1, exit_at + 4):
         market.advance()
         broker.stuck_sells = n >= exit_at
