@@ -220,6 +220,7 @@ async def test_sustained_outage_opens_the_circuit_and_fails_fast_with_the_reason
     try:
         await exchange.fetch_ticker("BTC/USDT")
         sim.set_faults(error_rate=1.0)
+        await asyncio.sleep(ExchangeSettings().market_data_max_age_s * 2)  # past the shared ticker's last answer
         with pytest.raises(ExchangeUnavailable, match="503"):
             await exchange.fetch_ticker("BTC/USDT")  # 4 attempts, all 503
         with pytest.raises((ExchangeUnavailable, CircuitOpen)):
