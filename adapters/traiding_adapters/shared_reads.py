@@ -102,7 +102,7 @@ class RecentCandles:
 
     def _slice(self, since_ms: int, until_ms: int) -> Candles:
         candles = self._state.value
-        assert candles is not None
+        assert candles is not None  # nosec B101  # narrows a type: callers check _covers first
         return candles_between(candles, since_ms, until_ms)
 
 
