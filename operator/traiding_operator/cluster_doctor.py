@@ -41,6 +41,7 @@ RULE_SELECTOR = "app.kubernetes.io/part-of=ai-traiding"
 VERSION_LABEL = "app.kubernetes.io/version"
 BUILD_INFO = "traiding_build_info"
 TIMEOUT_S = 10
+CRD_MISSING = "not installed: `kubectl apply -f crds/tradingrun.yaml` (docs/deploy.md)"
 
 
 def _items(listed: Any) -> list[Any]:
@@ -71,7 +72,7 @@ def check_crd(api: ApiClient) -> Check:
     except ApiException as error:
         if error.status != 404:
             return Check("TradingRun CRD", False, f"cannot be read (HTTP {error.status} {error.reason})")
-        return Check("TradingRun CRD", False, "not installed: `kubectl apply -f crds/tradingrun.yaml` (docs/deploy.md)")
+        return Check("TradingRun CRD", False, CRD_MISSING)
     labels = installed.metadata.labels or {}
     served = api.sanitize_for_serialization(installed.spec)  # type: ignore[no-untyped-call]
     same = served.get("versions", [{}])[0].get("schema") == expected["spec"]["versions"][0]["schema"]
@@ -317,7 +318,7 @@ def cluster_checks(
 ) -> tuple[list[Check], list[dict[str, Any]]]:
     """The checks, and the unfinished runs they looked at (for the exchange checks)."""
     crd = check_crd(api)
-    missing_crd = crd.ok is False and "not installed" in crd.detail
+    missing_crd = crd.detail == CRD_MISSING
     runs = [] if missing_crd else [r for r in list_runs(api, namespace) if unfinished(r)]
     switch_namespaces = {r["metadata"]["namespace"] for r in runs} | ({namespace} if namespace else set())
     switch_namespaces |= set(_operator_namespaces(api, operator_namespace))
