@@ -3,7 +3,8 @@
 Everything the next step needs is in the object's status, so a new driver, in this operator or another
 one, continues where the last one stopped. Only the holder of the run's Lease drives it (see lease.py), and
 every status write is guarded by the resourceVersion the step read (see status_writer.py): a step whose
-view went stale ends, the run is read again, and the next step reconciles whatever the lost one sent.
+view went stale ends, the run is read again, and the next step reconciles whatever the lost one sent. The
+one write without the Lease is a new run's first status (`pick_up`), which only a run with no phase gets.
 
 Two entry points: `drive`, the daemon of an unfinished run, and `delete`, the deletion handler, which holds
 the finalizer until the run has closed its positions (or left them, if its spec says so).
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -91,6 +93,17 @@ class OperatorRuntime:
     metrics: Metrics
     kill_switches: KillSwitches
     driving: set[str] = field(default_factory=set)  # uids whose daemon runs in this process
+    # uid -> the first status `pick_up` gave kopf to send, and its Events (told by the driver once it is written)
+    pickups: dict[str, tuple[dict[str, Any], MemorySink]] = field(default_factory=dict)
+
+
+def put_first_status(status: dict[str, Any], takes: Callable[[Mapping[str, Any]], bool], body: dict[str, Any]) -> None:
+    """Kopf's patch function for a new run's first status (`RunDriver.pick_up`): kopf applies it to the object
+    as it last saw it and sends the difference as a JSON patch guarded by the resourceVersion. Kopf applies it
+    again on a later cycle when the patch was refused for a newer change, without asking the handler again, so
+    it asks `takes` itself: a run that has a phase by now, is being deleted or left the shard gets nothing."""
+    if takes(body):
+        body["status"] = copy.deepcopy(status)
 
 
 class RunStartError(Exception):
@@ -170,6 +183,7 @@ class RunDriver:
                     await stopped.wait(min(MAX_FAILURE_BACKOFF_SECONDS, 2.0**failures))
         finally:
             self.runtime.driving.discard(self.uid)
+            self.runtime.pickups.pop(self.uid, None)
             await self.lease.release()
 
     async def delete(self) -> None:
@@ -192,11 +206,54 @@ class RunDriver:
         finally:
             await self.lease.release()
 
+    def pick_up(self, patch: kopf.Patch, takes: Callable[[Mapping[str, Any]], bool]) -> None:
+        """A new run as its watch event shows it: Pending -> DataCheck, handed to kopf to send with the patch it
+        makes in this same cycle (its finalizer), before the daemon has taken the run's Lease: a run says it was
+        picked up within two requests made at once, even with hundreds of runs applied together.
+
+        The one status write made without the Lease. Kopf sends it as a JSON patch guarded by the object's
+        resourceVersion, and it only ever sets the status of a run that has no phase yet: of two operators
+        racing for it one wins, the other's is refused or finds the phase set. Nothing else is done here; a run
+        this could not start (an invalid spec, a refused patch) is left to its driver, which writes the first
+        status itself when it finds the run still Pending, or fails the run saying why. `takes`: whether a run
+        (as kopf sees it when it sends the patch) may still get its first status. The first status's Events are
+        told by the process whose pick-up landed, once its watch shows it (`picked_up`)."""
+        if self.uid in self.runtime.pickups:
+            return  # picked up on an earlier event, which kopf is still sending (or sends again, if refused)
+        status = self._watched()
+        if Phase(status.phase) is not Phase.PENDING:
+            return
+        try:
+            spec = self._spec(status)
+        except RunStartError:
+            return
+        first, said = self._first_status(spec, status)
+        payload = first.model_dump(mode="json", exclude_none=True)
+        patch.fns.append(functools.partial(put_first_status, payload, takes))
+        self.runtime.pickups[self.uid] = (payload, said)
+
+    def picked_up(self) -> None:
+        """The watch shows a run this process picked up with a phase now: if it holds exactly the status this
+        process handed to kopf, its pick-up landed and it tells the first status's Events (wherever the run's
+        Lease is); whatever else it holds (another operator's pick-up won, the driver wrote it), nothing."""
+        picked = self.runtime.pickups.get(self.uid)
+        if picked is None or not (self.body.get("status") or {}).get("phase"):
+            return
+        del self.runtime.pickups[self.uid]
+        payload, said = picked
+        if dict(self.body.get("status") or {}) == payload:  # kopf's view of the status, as a plain dict
+            self._tell(said)
+
     # --- driving --------------------------------------------------------------------------------------------
     async def _read(self, *, watched: bool = False) -> TradingRunStatus:
         """The run's status as stored; `watched`: as kopf last saw it (no request; a stale view fails the first
         write with a conflict, and the run is read again)."""
-        obj = self.writer.adopt(copy.deepcopy(dict(self.body))) if watched else await self.writer.read()
+        return self._watched() if watched else self._status_of(await self.writer.read())
+
+    def _watched(self) -> TradingRunStatus:
+        return self._status_of(self.writer.adopt(copy.deepcopy(dict(self.body))))
+
+    def _status_of(self, obj: dict[str, Any]) -> TradingRunStatus:
         generation = obj.get("metadata", {}).get("generation")
         status = initial_status(
             obj.get("status"), self.uid, int(generation) if generation else None, dict(obj.get("spec") or {})
@@ -208,6 +265,7 @@ class RunDriver:
         """Drive from the stored status while the Lease is held; True once the run is final."""
         if not deleting:
             await self._until_finalizer(sleep, stop)
+            await self._until_picked_up(sleep, stop)
         status = await self._read(watched=True)
         if Phase(status.phase) in TERMINAL:
             return True
@@ -258,15 +316,12 @@ class RunDriver:
         return False
 
     async def _write_first_status(self, spec: TradingRunSpec, status: TradingRunStatus) -> TradingRunStatus:
-        """Pending -> DataCheck, written before any work: a run says at once that it was picked up. Its Event
-        follows the write; a write refused because the object changed is retried once on a fresh read."""
+        """Pending -> DataCheck, written before any work, when `pick_up` has not (it failed, or the run came
+        from before this operator). A write refused because the object changed is retried once on a fresh read."""
         for attempt in (1, 2):
             if Phase(status.phase) is not Phase.PENDING:
                 return status
-            said = MemorySink()
-            first = start(
-                spec, EventLog(self.name, [said]), status, datetime.now(UTC), generation=status.observedGeneration
-            )
+            first, said = self._first_status(spec, status)
             try:
                 await self._persist(first)
             except StatusConflict:
@@ -274,11 +329,21 @@ class RunDriver:
                     raise
                 status = await self._read()
                 continue
-            for event in said.events:
-                for sink in self.events.sinks:
-                    sink.emit(event)
+            self._tell(said)
             return first
         return status
+
+    def _first_status(self, spec: TradingRunSpec, status: TradingRunStatus) -> tuple[TradingRunStatus, MemorySink]:
+        """The first status and the Events it brings, which are told only once it is written."""
+        said = MemorySink()
+        now = datetime.now(UTC)
+        first = start(spec, EventLog(self.name, [said]), status, now, generation=status.observedGeneration)
+        return first, said
+
+    def _tell(self, said: MemorySink) -> None:
+        for event in said.events:
+            for sink in self.events.sinks:
+                sink.emit(event)
 
     async def _acquire(self, stopped: kopf.DaemonStopped) -> bool:
         """Take the Lease; for a new run while kopf's finalizer arrives: the first status write needs both, and
@@ -289,6 +354,15 @@ class RunDriver:
             self.lease.try_acquire(), self._until_finalizer(stopped.wait, lambda: bool(stopped))
         )
         return acquired
+
+    async def _until_picked_up(self, sleep: Sleep, stop: Callable[[], bool]) -> None:
+        """Wait (briefly) while kopf sends the first status this process's `pick_up` gave it (right after the
+        finalizer): a status written meanwhile from the view before it would only be refused. Without it (the
+        patch was refused, the run did not take it) the driver writes the first status itself."""
+        for _ in range(FIRST_FINALIZER_POLLS):
+            if self.uid not in self.runtime.pickups or (self.body.get("status") or {}).get("phase") or stop():
+                return
+            await sleep(FIRST_FINALIZER_POLL_SECONDS)
 
     async def _until_finalizer(self, sleep: Sleep, stop: Callable[[], bool]) -> None:
         """Wait (briefly) for kopf's finalizer on a new run: kopf adds it right after starting the daemon, and a

@@ -9,7 +9,9 @@ positions before the object goes.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -147,21 +149,40 @@ async def stop(memo: Any, logger: Logger, **_: Any) -> None:
 
 
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL, id="observe")
-async def observe(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
-    """Every run of this operator's shard, finished ones too, in the metrics (runs by phase, open positions).
+async def observe(
+    event: kopf.RawEvent, body: kopf.Body, patch: kopf.Patch, memo: Any, logger: Logger, **_: Any
+) -> None:
+    """Every run of this operator's shard, finished ones too, in the metrics (runs by phase, open positions);
+    and a new run of the shard picked up at once (its first status, `RunDriver.pick_up`).
 
     Unfiltered, so that a run relabelled into another shard leaves these metrics (the other shard's operator
     counts it then): summed over the shards' operators, each run is counted once. A coroutine: kopf runs a
-    plain function on a thread, and the Event recorder it tells of a deleted run lives on the event loop."""
+    plain function on a thread, and the Event recorder it tells of a deleted run lives on the event loop.
+    Kopf calls this before it starts the run's daemon, and sends the first status with its finalizer."""
     metrics: Metrics = memo["metrics"]
+    runtime = memo.get("runtime")
     key = (str(body.metadata.namespace or ""), str(body.metadata.name))
     if event.get("type") == "DELETED" or not in_shard(body.metadata.labels.get(SHARD_LABEL), memo):
         metrics.runs.forget(key)
-        runtime = memo.get("runtime")
         if isinstance(runtime, OperatorRuntime) and event.get("type") == "DELETED":
             runtime.events.forget(str(body.metadata.uid))
-    else:
-        metrics.runs.observe(key, facts_of(body))
+            runtime.pickups.pop(str(body.metadata.uid), None)
+        return
+    metrics.runs.observe(key, facts_of(body))
+    if isinstance(runtime, OperatorRuntime) and str(body.metadata.uid) in runtime.pickups:
+        RunDriver(body, runtime, logger).picked_up()
+    if isinstance(runtime, OperatorRuntime) and unpicked(body, memo):
+        RunDriver(body, runtime, logger).pick_up(patch, functools.partial(unpicked, memo=memo))
+
+
+def unpicked(body: Mapping[str, Any], memo: Any) -> bool:
+    """A run of this shard no operator has picked up yet: no phase, and not being deleted."""
+    metadata = body.get("metadata") or {}
+    return (
+        not (body.get("status") or {}).get("phase")
+        and not metadata.get("deletionTimestamp")
+        and in_shard((metadata.get("labels") or {}).get(SHARD_LABEL), memo)
+    )
 
 
 def _unfinished(status: kopf.Status, **_: Any) -> bool:

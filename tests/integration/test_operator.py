@@ -236,6 +236,40 @@ def test_a_dry_run_goes_through_every_phase_to_succeeded(
     assert all(e.type == "Normal" for e in changes)
 
 
+def test_a_new_run_says_it_was_picked_up_before_its_lease_is_free(
+    operator: OperatorThread, k8s_api: Any, k8s_namespace: str
+) -> None:
+    """The first status goes out with kopf's first patch of a new run, not after the run's Lease: a run whose
+    Lease another operator holds still says DataCheck at once; nothing more is done until the Lease is free."""
+    from traiding_operator.handlers import FINALIZER  # noqa: PLC0415 - imports kopf and registers handlers
+    from traiding_operator.lease import lease_name  # noqa: PLC0415 - beside the handlers it is tested with
+
+    leases = client.CoordinationV1Api(k8s_api)
+    now = datetime.now(UTC)
+    spec = client.V1LeaseSpec(
+        holder_identity="op-elsewhere", lease_duration_seconds=3600, acquire_time=now, renew_time=now
+    )
+    leases.create_namespaced_lease(
+        k8s_namespace, client.V1Lease(metadata=client.V1ObjectMeta(name=lease_name("held")), spec=spec)
+    )
+    create_run(k8s_api, k8s_namespace, manifest("held"))
+    picked = wait_for_run(k8s_api, k8s_namespace, "held", phase_is("DataCheck"), "first status", timeout=15)
+    time.sleep(3)  # the driver keeps waiting for the Lease meanwhile
+    waiting = get_run(k8s_api, k8s_namespace, "held")
+    assert waiting["status"] == picked["status"], "nothing but the first status is written without the Lease"
+    assert picked["status"]["phases"]["DataCheck"]["state"] == "Running", describe(picked)
+    assert FINALIZER in waiting["metadata"]["finalizers"]
+    lease = leases.read_namespaced_lease(lease_name("held"), k8s_namespace)
+    assert lease.spec is not None and lease.spec.holder_identity == "op-elsewhere"
+
+    leases.delete_namespaced_lease(lease_name("held"), k8s_namespace)  # the other operator let go
+    done = wait_for_run(k8s_api, k8s_namespace, "held", phase_is("Succeeded", "Failed", "Cancelled"), "final phase")
+    assert done["status"]["phase"] == "Succeeded", describe(done)
+    assert done["status"]["phases"]["DataCheck"]["startedAt"] == picked["status"]["phases"]["DataCheck"]["startedAt"]
+    changes = wait_for_events(k8s_api, k8s_namespace, "held", "PhaseChanged", 6)
+    assert sorted(message_of(e).split(":")[0] for e in changes).count("Pending -> DataCheck") == 1
+
+
 def test_a_failed_gate_stops_the_run_with_the_reason(
     operator_env: None, simulator: ThreadedSimulator, k8s_api: Any, k8s_namespace: str
 ) -> None:
