@@ -32,6 +32,7 @@ SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
 RUNS = ["chaos-a", "chaos-b", "chaos-c"]
 SPEED = 600.0
 MIN_KILLS = 30
+LIFE_MIN, LIFE_MAX = 1.5, 6.0  # seconds an operator process lives before the next kill
 HOOK = "after-send:0.25"  # a life with the hook dies at about every fourth order it sends
 TIMEOUT = 900.0
 
@@ -55,9 +56,13 @@ def test_sigkilled_at_random_moments_the_operator_sends_each_order_once_and_book
         operator.start()
         for name in RUNS:
             runs.create(name, symbols=SYMBOLS, **{"exchange.simulator.speed": SPEED, "session.duration": "1d"})
-        while not all(phase_of(runs.get(name)) in FINAL for name in RUNS):
+        # Every run is read each round (a run waiting at its gate is approved then): `all` over a generator
+        # would stop at the first unfinished run and leave the others waiting for their approval.
+        while not all([phase_of(runs.get(name)) in FINAL for name in RUNS]):
             assert time.monotonic() - started < TIMEOUT, f"runs not finished after {TIMEOUT:.0f} s"
-            life = dice.uniform(0.5, 5.0)
+            # A life at least as long as the operator takes to start and resume: a shorter one only restarts, and
+            # the sessions, which act on the newest closed candle after downtime, would hardly trade.
+            life = dice.uniform(LIFE_MIN, LIFE_MAX)
             life_started = time.monotonic()
             while time.monotonic() - life_started < life and not operator.died_by_itself():
                 time.sleep(0.05)
