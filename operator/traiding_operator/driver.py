@@ -93,7 +93,7 @@ class OperatorRuntime:
     metrics: Metrics
     kill_switches: KillSwitches
     driving: set[str] = field(default_factory=set)  # uids whose daemon runs in this process
-    # uid -> the first status `pick_up` gave kopf to send, and its Events (told by the driver once it is written)
+    # uid -> the first status `pick_up` gave kopf to send, and its Events (told by `picked_up` once it landed)
     pickups: dict[str, tuple[dict[str, Any], MemorySink]] = field(default_factory=dict)
 
 
@@ -218,8 +218,6 @@ class RunDriver:
         status itself when it finds the run still Pending, or fails the run saying why. `takes`: whether a run
         (as kopf sees it when it sends the patch) may still get its first status. The first status's Events are
         told by the process whose pick-up landed, once its watch shows it (`picked_up`)."""
-        if self.uid in self.runtime.pickups:
-            return  # picked up on an earlier event, which kopf is still sending (or sends again, if refused)
         status = self._watched()
         if Phase(status.phase) is not Phase.PENDING:
             return
@@ -236,13 +234,12 @@ class RunDriver:
         """The watch shows a run this process picked up with a phase now: if it holds exactly the status this
         process handed to kopf, its pick-up landed and it tells the first status's Events (wherever the run's
         Lease is); whatever else it holds (another operator's pick-up won, the driver wrote it), nothing."""
-        picked = self.runtime.pickups.get(self.uid)
-        if picked is None or not (self.body.get("status") or {}).get("phase"):
-            return
-        del self.runtime.pickups[self.uid]
-        payload, said = picked
-        if dict(self.body.get("status") or {}) == payload:  # kopf's view of the status, as a plain dict
-            self._tell(said)
+        seen = dict(self.body.get("status") or {})  # kopf's view of the status, as a plain dict
+        if not seen.get("phase"):
+            return  # kopf is still sending it
+        picked = self.runtime.pickups.pop(self.uid, None)
+        if picked is not None and seen == picked[0]:
+            self._tell(picked[1])
 
     # --- driving --------------------------------------------------------------------------------------------
     async def _read(self, *, watched: bool = False) -> TradingRunStatus:

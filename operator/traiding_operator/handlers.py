@@ -169,9 +169,11 @@ async def observe(
             runtime.pickups.pop(str(body.metadata.uid), None)
         return
     metrics.runs.observe(key, facts_of(body))
-    if isinstance(runtime, OperatorRuntime) and str(body.metadata.uid) in runtime.pickups:
+    if not isinstance(runtime, OperatorRuntime):
+        return
+    if str(body.metadata.uid) in runtime.pickups:  # picked up on an earlier event: kopf sends it (again, if refused)
         RunDriver(body, runtime, logger).picked_up()
-    if isinstance(runtime, OperatorRuntime) and unpicked(body, memo):
+    elif unpicked(body, memo):
         RunDriver(body, runtime, logger).pick_up(patch, functools.partial(unpicked, memo=memo))
 
 
