@@ -32,6 +32,7 @@ from traiding_simulator import ApiKeyConfig, ThreadedSimulator
 
 TRAIDING = str(Path(sys.executable).parent / "traiding")
 FINAL = ("Succeeded", "Failed", "Cancelled")
+STARTED_LINE = b"traiding operator started"  # the operator's start-up handler logs it (handlers.start)
 
 
 @dataclass
@@ -51,6 +52,7 @@ class OperatorProcess:
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     _log: Any = field(default=None, repr=False)
+    _log_offset: int = 0  # where this start's lines begin in the log file
 
     def start(self) -> OperatorProcess:
         self.starts += 1
@@ -63,7 +65,8 @@ class OperatorProcess:
         env["TRAIDING_METRICS_PORT"] = str(self.metrics_port)
         if self.crash_at:
             env[CRASH_AT_ENV] = self.crash_at
-        self._log = (self.log_dir / f"operator-{self.identity}.log").open("ab")
+        self._log = self._log_path.open("ab")
+        self._log_offset = self._log.tell()
         self._log.write(f"--- start {self.starts} (crash at: {self.crash_at}) ---\n".encode())
         self._log.flush()
         command = [
@@ -103,6 +106,22 @@ class OperatorProcess:
                 self.process.wait(30)
         self._close_log()
 
+    def wait_started(self, timeout: float = 60.0) -> bool:
+        """Wait until this start's process has logged its start-up handler's line (imports, login and the
+        operator's runtime are done; from here it resumes its runs) or has died. True when it started."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.died_by_itself():
+            with self._log_path.open("rb") as log:
+                log.seek(self._log_offset)
+                if STARTED_LINE in log.read():
+                    return True
+            time.sleep(0.05)
+        return False
+
+    @property
+    def _log_path(self) -> Path:
+        return self.log_dir / f"operator-{self.identity}.log"
+
     def died_by_itself(self) -> bool:
         """Whether it exited without us (the crash hook SIGKILLs the process itself)."""
         return self.process is not None and self.process.poll() is not None
@@ -113,7 +132,7 @@ class OperatorProcess:
             self._log = None
 
     def log_tail(self, lines: int = 40) -> str:
-        path = self.log_dir / f"operator-{self.identity}.log"
+        path = self._log_path
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 

@@ -41,15 +41,14 @@ SPEED = 600.0  # 5m candles every half second
 
 
 def simulator(data: list[DataSource], **changes: Any) -> ThreadedSimulator:
-    config = SimulatorConfig(
-        data=data,
-        speed=SPEED,
-        log_requests=False,
-        duplicate_client_order_id="open",  # as Binance: the id of a filled order may be used again
-        initial_balances={"USDT": Decimal(20_000), "BNB": Decimal(0)},
-        weight_limit=60_000,  # every run shares the test's loopback address
-        **changes,
-    )
+    settings: dict[str, Any] = {
+        "speed": SPEED,
+        "log_requests": False,
+        "duplicate_client_order_id": "open",  # as Binance: the id of a filled order may be used again
+        "initial_balances": {"USDT": Decimal(20_000), "BNB": Decimal(0)},
+        "weight_limit": 60_000,  # every run shares the test's loopback address
+    }
+    config = SimulatorConfig(data=data, **{**settings, **changes})
     return started(config)
 
 
