@@ -1,7 +1,7 @@
 """The operator at scale: N TradingRuns created at once against the local control plane, in rounds.
 
 Starts the exchange simulator (`traiding simulator`, the bundled candles at --speed) and one operator
-(`traiding operator --namespace NS`) as subprocesses, then, in this one process:
+(`traiding operator --namespace NS`, or one per shard) as subprocesses, then, in this one process:
 
 1. one run alone (twice; the faster counts), the reference for "all finished";
 2. for each N of --sizes, --rounds rounds: create N short dry runs at once (16 threads of creates), and
@@ -24,6 +24,9 @@ Exits 1 when one is missed.
     export AI_TRAIDING_CLUSTER_DIR=...; export "$(scripts/cluster up | tail -1)"
     .venv/bin/python benchmarks/operator_scale.py [--sizes 50 200 500] [--rounds 3]
 
+With --shards K (K > 1), K operators (`--shard s0` ... `--shard sK-1`) share the runs, labelled with their
+shards in turn, as several operator Deployments of the chart would; the RSS reported is the largest operator's.
+
 Linux only (RSS from /proc). The operator's own metrics port is off (--metrics-port 0).
 """
 
@@ -45,7 +48,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +61,7 @@ from kubernetes.client.exceptions import ApiException
 REPO = Path(__file__).resolve().parents[1]
 TRAIDING = str(Path(sys.executable).parent / "traiding")
 GROUP, VERSION, PLURAL = "traiding.io", "v1alpha1", "tradingruns"
+SHARD_LABEL = "traiding.io/shard"  # as the operator's shards read it (docs/operator.md)
 FINAL = frozenset({"Succeeded", "Failed", "Cancelled"})
 CREATE_THREADS = 16
 RSS_SAMPLE_S = 0.2
@@ -234,8 +238,10 @@ SIMULATOR_NAME = "bench"  # the runs name their simulator; the operator's allowl
 
 
 @contextmanager
-def operator(namespace: str, work: Path, extra: list[str], simulator_url: str) -> Iterator[subprocess.Popen[bytes]]:
-    """The operator, with the benchmark's simulator allowed under the name the runs use."""
+def operator(
+    namespace: str, work: Path, extra: list[str], simulator_url: str, name: str = "operator"
+) -> Iterator[subprocess.Popen[bytes]]:
+    """An operator, with the benchmark's simulator allowed under the name the runs use; its log in NAME.log."""
     port = free_port()
     env = dict(
         os.environ,
@@ -245,7 +251,7 @@ def operator(namespace: str, work: Path, extra: list[str], simulator_url: str) -
     )
     liveness = f"http://127.0.0.1:{port}/healthz"
     command = [TRAIDING, "operator", "--namespace", namespace, "--liveness", liveness, *extra]
-    with (work / "operator.log").open("wb") as out:
+    with (work / f"{name}.log").open("wb") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
             wait_http(liveness, process, "the operator")
@@ -330,10 +336,11 @@ def children(pid: int) -> list[int]:
 
 
 class RssSampler:
-    """Peak RSS of the operator process and of it with its children (the process pool), while running."""
+    """Peak RSS of an operator process and of one with its children (the process pool), while running: the
+    largest of the operators' when there are several (shards)."""
 
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
         self.peak = 0.0
         self.peak_with_workers = 0.0
         self.workers = 0
@@ -350,23 +357,24 @@ class RssSampler:
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            own = rss_mb(self.pid)
-            kids = children(self.pid)
-            self.workers = max(self.workers, len(kids))
-            self.peak = max(self.peak, own)
-            self.peak_with_workers = max(self.peak_with_workers, own + sum(rss_mb(k) for k in kids))
+            for pid in self.pids:
+                own = rss_mb(pid)
+                kids = children(pid)
+                self.workers = max(self.workers, len(kids))
+                self.peak = max(self.peak, own)
+                self.peak_with_workers = max(self.peak_with_workers, own + sum(rss_mb(k) for k in kids))
             self._stop.wait(RSS_SAMPLE_S)
 
 
 # --------------------------------------------------------------------------------------------- rounds
 
 
-def run_manifest(name: str, session: str, lookback: str) -> dict[str, Any]:
-    """A short dry run with loose gates (the benchmark is about the operator, not a strategy)."""
+def run_manifest(name: str, session: str, lookback: str, shard: str | None = None) -> dict[str, Any]:
+    """A short dry run with loose gates (the benchmark is about the operator, not a strategy), in `shard`."""
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "TradingRun",
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": {SHARD_LABEL: shard} if shard else {}},
         "spec": {
             "mode": "dry-run",
             "exchange": {"id": "binance", "simulator": {"name": SIMULATOR_NAME, "speed": 3000}},
@@ -412,7 +420,9 @@ class Bench:
     cluster: Cluster
     namespace: str
     simulator_url: str
-    processes: dict[str, int]  # name -> pid: the operator, the simulator, the control plane
+    processes: dict[str, int]  # name -> pid: the operators, the simulator, the control plane
+    operators: list[int]  # the operators' pids
+    shards: list[str]  # the runs are spread over these shards in turn (none: one operator serves every run)
     session: str
     lookback: str
     timeout_s: float
@@ -435,12 +445,13 @@ class Bench:
         created: dict[str, float] = {}
 
         def create(name: str) -> None:
-            body = run_manifest(name, self.session, self.lookback)
+            shard = self.shards[names.index(name) % len(self.shards)] if self.shards else None
+            body = run_manifest(name, self.session, self.lookback, shard)
             self.cluster.objects.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
             created[name] = time.monotonic()
 
         cpu = CpuMeter(self.processes)
-        with RssSampler(self.processes["operator"]) as rss:
+        with RssSampler(self.operators) as rss:
             cpu.start()
             started = time.monotonic()
             with ThreadPoolExecutor(CREATE_THREADS) as pool:
@@ -534,6 +545,14 @@ def targets(alone: Round, rounds: dict[int, list[Round]]) -> bool:
     return ok
 
 
+def operator_shards(shards: list[str]) -> list[tuple[str, list[str]]]:
+    """The operators to start, each with its `traiding operator` shard arguments: one for every run without
+    shards, else one per shard."""
+    if not shards:
+        return [("operator", [])]
+    return [(f"operator-{shard}", ["--shard", shard]) for shard in shards]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 500])
@@ -544,7 +563,11 @@ def main() -> int:
     parser.add_argument("--lookback", default="30d", help="each run's data-check lookback")
     parser.add_argument("--timeout", type=float, default=900, help="seconds a round may take")
     parser.add_argument("--operator-arg", action="append", default=[], help="extra `traiding operator` argument")
+    parser.add_argument(
+        "--shards", type=int, default=1, help="operators, each serving one shard of the runs (docs/operator.md)"
+    )
     args = parser.parse_args()
+    shards = [f"s{i}" for i in range(args.shards)] if args.shards > 1 else []
 
     cluster = Cluster()
     cluster.install_crd()
@@ -553,12 +576,15 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="operator-scale-"))
     print(f"namespace {namespace}, logs in {work}; {os.cpu_count()} CPUs", flush=True)
     try:
-        with (
-            simulator(args.speed, args.start, work / "simulator.log") as (url, simulator_pid),
-            operator(namespace, work, args.operator_arg, url) as process,
-        ):
-            processes = {"operator": process.pid, "simulator": simulator_pid, **control_plane_pids()}
-            bench = Bench(cluster, namespace, url, processes, args.session, args.lookback, args.timeout)
+        with ExitStack() as stack:
+            url, simulator_pid = stack.enter_context(simulator(args.speed, args.start, work / "simulator.log"))
+            operators = {
+                name: stack.enter_context(operator(namespace, work, [*args.operator_arg, *shard_args], url, name))
+                for name, shard_args in operator_shards(shards)
+            }
+            pids = [process.pid for process in operators.values()]
+            processes = {**{n: p.pid for n, p in operators.items()}, "simulator": simulator_pid, **control_plane_pids()}
+            bench = Bench(cluster, namespace, url, processes, pids, shards, args.session, args.lookback, args.timeout)
             bench.measure_idle(10)
             alone = [bench.round(f"alone{i}", 1) for i in (1, 2)]
             for r in alone:

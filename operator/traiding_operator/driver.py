@@ -95,6 +95,8 @@ class OperatorRuntime:
     driving: set[str] = field(default_factory=set)  # uids whose daemon runs in this process
     # uid -> the first status `pick_up` gave kopf to send, and its Events (told by `picked_up` once it landed)
     pickups: dict[str, tuple[dict[str, Any], MemorySink]] = field(default_factory=dict)
+    # uid -> the task stepping a deleted run that only another operator's finalizer guards (handlers.observe)
+    adoptions: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
 
 def put_first_status(status: dict[str, Any], takes: Callable[[Mapping[str, Any]], bool], body: dict[str, Any]) -> None:

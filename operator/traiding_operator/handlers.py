@@ -9,10 +9,12 @@ positions before the object goes.
 
 from __future__ import annotations
 
+import asyncio
+import enum
 import functools
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -31,6 +33,7 @@ from traiding_operator.kube import KubeCalls, api_client, client_configuration, 
 from traiding_operator.kube_events import EventRecorder
 from traiding_operator.lease import LeaseSettings
 from traiding_operator.shards import SHARD_KEY, SHARD_LABEL, Shard, in_shard
+from traiding_operator.status_writer import RunGone, StatusWriter
 
 # How long a stopping operator lets a run's step finish before cancelling it (kopf's cancellation_backoff),
 # then how long a cancelled step gets to unwind. A cancelled step is simply redone by the next operator
@@ -60,15 +63,16 @@ class _QuietObserve(logging.Filter):
         return record.msg != "Handler 'observe' succeeded."
 
 
-def configure_settings(settings: kopf.OperatorSettings) -> None:
+def configure_settings(settings: kopf.OperatorSettings, shard: Shard) -> None:
     # Kopf's own per-handler log lines as Events would bury the runs' phase changes, which the driver posts.
     settings.posting.level = logging.WARNING
     # Progress in annotations, not in status.kopf: the CRD's status schema has no `kopf` field (it would be
     # pruned), and the status belongs to the run.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=ANNOTATION_PREFIX)
-    # Kopf puts it on unfinished runs (the daemon and the deletion handler need it) and takes it off at the end.
-    settings.persistence.finalizer = FINALIZER
+    # Kopf puts it on unfinished runs (the daemon and the deletion handler need it) and takes it off at the end;
+    # one per shard (Shard.finalizer).
+    settings.persistence.finalizer = shard.finalizer(FINALIZER)
     # No dynamic scanning of namespaces and CRDs: the chart's RBAC grants neither list, and kopf would retry
     # each for about a minute (with an ERROR line per attempt) before serving anything. The namespaces to serve
     # are given (or all, cluster-wide), and the CRD is installed before the operator starts.
@@ -84,7 +88,8 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
 
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: Any, logger: Logger, **_: Any) -> None:
-    configure_settings(settings)
+    shard: Shard = memo.get(SHARD_KEY) or Shard()
+    configure_settings(settings, shard)
     configuration = client_configuration()
     config: OperatorSettings = memo.get(SETTINGS_KEY) or load_settings(OperatorSettings)
     identity = str(memo.get(IDENTITY_KEY) or config.operator_identity)
@@ -106,11 +111,10 @@ async def start(settings: kopf.OperatorSettings, memo: Any, logger: Logger, **_:
         config,
         identity,
         lease,
-        FINALIZER,
+        shard.finalizer(FINALIZER),
         metrics,
         switches,
     )
-    shard: Shard = memo.get(SHARD_KEY) or Shard()
     logger.info(
         "traiding operator started",
         extra={
@@ -137,6 +141,11 @@ def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
 async def stop(memo: Any, logger: Logger, **_: Any) -> None:
     runtime = memo.get("runtime")
     if isinstance(runtime, OperatorRuntime):
+        # Adopted deletions stop with the operator (as its daemons do); the next operator resumes them.
+        adoptions = list(runtime.adoptions.values())
+        for task in adoptions:
+            task.cancel()
+        await asyncio.gather(*adoptions, return_exceptions=True)
         runtime.metrics.unwatch_exchanges(runtime.hub)
         await runtime.events.close()
         await runtime.history.flush()
@@ -171,10 +180,83 @@ async def observe(
     metrics.runs.observe(key, facts_of(body))
     if not isinstance(runtime, OperatorRuntime):
         return
+    uid = str(body.metadata.uid)
+    action = finalizer_action(body, runtime.finalizer, foreign_finalizers(body, runtime.finalizer))
+    if action is FinalizerAction.DROP:
+        patch.fns.append(functools.partial(drop_foreign_finalizers, own=runtime.finalizer, memo=memo))
+    elif action is FinalizerAction.ADOPT and uid not in runtime.adoptions:
+        # A task, not awaited here: kopf goes on with this cycle and stops the run's daemon in this process,
+        # which the deletion waits for.
+        task = asyncio.create_task(adopt_deletion(key[0], key[1], runtime, logger))
+        runtime.adoptions[uid] = task
+        task.add_done_callback(lambda _: runtime.adoptions.pop(uid, None))
     if str(body.metadata.uid) in runtime.pickups:  # picked up on an earlier event: kopf sends it (again, if refused)
         RunDriver(body, runtime, logger).picked_up()
     elif unpicked(body, memo):
         RunDriver(body, runtime, logger).pick_up(patch, functools.partial(unpicked, memo=memo))
+
+
+class FinalizerAction(enum.Enum):
+    DROP = "drop"  # take the foreign finalizers off: nothing needs them, or this operator's own guards the run
+    ADOPT = "adopt"  # a deleted run no finalizer of this operator guards: step it as deleted here
+
+
+def foreign_finalizers(body: Mapping[str, Any], own: str) -> list[str]:
+    """The finalizers of other traiding operators on the run (an operator of every run, or of another shard):
+    left by the operator that served the run before it was sharded, resharded or relabelled."""
+    names = (body.get("metadata") or {}).get("finalizers") or []
+    return [f for f in names if f != own and (f == FINALIZER or f.startswith(f"{FINALIZER}."))]
+
+
+def finalizer_action(body: Mapping[str, Any], own: str, foreign: list[str]) -> FinalizerAction | None:
+    """What this operator does about foreign finalizers on a run of its shard. Kopf takes off only its own
+    finalizer, so a foreign one would keep the run from ever being deleted; and kopf runs the deletion handler
+    only for a run with its own finalizer, so a run deleted before this operator put it on would stay
+    Terminating with its positions neither closed nor driven."""
+    if not foreign:
+        return None
+    metadata = body.get("metadata") or {}
+    if is_final(body.get("status") or {}) or own in (metadata.get("finalizers") or []):
+        return FinalizerAction.DROP
+    if metadata.get("deletionTimestamp"):
+        return FinalizerAction.ADOPT
+    return None  # unfinished and not deleted: kopf puts this operator's own on in this cycle, then DROP
+
+
+async def adopt_deletion(namespace: str, name: str, runtime: OperatorRuntime, logger: Logger) -> None:
+    """The deletion handler's work for a run kopf does not give it (see finalizer_action), from a fresh read
+    each attempt and retried as kopf retries the handler, until the run is final (its next event then drops the
+    foreign finalizer), gone, or guarded by this operator's own finalizer (then kopf's handler does it)."""
+    writer = StatusWriter(runtime.kube, namespace, name)
+    while True:
+        try:
+            raw = await writer.read()
+            if finalizer_action(raw, runtime.finalizer, foreign_finalizers(raw, runtime.finalizer)) is not (
+                FinalizerAction.ADOPT
+            ):
+                return
+            await RunDriver(kopf.Body(cast(kopf.RawBody, raw)), runtime, logger).delete()
+            return
+        except RunGone:
+            return
+        except kopf.TemporaryError as error:
+            logger.info(f"deleting a run another operator's finalizer guards: {error}")
+            delay = error.delay or DAEMON_RETRY_SECONDS
+        except Exception as error:  # retried as a failing daemon is: the run must still be closed
+            logger.warning(f"deleting a run another operator's finalizer guards: {error!r}")
+            delay = DAEMON_RETRY_SECONDS
+        await asyncio.sleep(delay)
+
+
+def drop_foreign_finalizers(body: dict[str, Any], own: str, memo: Any) -> None:
+    """A kopf patch function: the run without other traiding operators' finalizers (kopf sends the difference as
+    a JSON patch). Kopf applies it again on a later cycle when the patch was refused for a newer change, without
+    asking the handler again, so it decides again on the body it is given."""
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    foreign = foreign_finalizers(body, own)
+    if in_shard(labels.get(SHARD_LABEL), memo) and finalizer_action(body, own, foreign) is FinalizerAction.DROP:
+        metadata = body["metadata"]
+        metadata["finalizers"] = [f for f in metadata.get("finalizers") or [] if f not in foreign]
 
 
 def unpicked(body: Mapping[str, Any], memo: Any) -> bool:

@@ -13,6 +13,7 @@ labelled with a shard no operator serves waits in Pending until one does.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ SHARD_LABEL = "traiding.io/shard"
 SHARD_KEY = "shard"  # in kopf's memo: this operator's Shard
 # A label value: at most 63 characters, alphanumerics with -, _ and . inside.
 SHARD_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+QUALIFIED_NAME_MAX = 63  # the name part of a finalizer (after the prefix's "/")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,18 @@ class Shard:
         if self.name is None:
             return True
         return label == self.name or (label is None and self.default)
+
+    def finalizer(self, base: str) -> str:
+        """This operator's finalizer (`base`, "prefix/name", for an operator of every run): one of its own per
+        shard. Kopf takes its finalizer off a run that none of its handlers needs it on, so operators of other
+        shards sharing one name would take it off each other's runs, again and again."""
+        if self.name is None:
+            return base
+        prefix, name = base.split("/", 1)
+        own = f"{name}.{self.name}"
+        if len(own) > QUALIFIED_NAME_MAX:  # a long shard name: its digest, as unique in practice
+            own = f"{name}.{hashlib.sha256(self.name.encode()).hexdigest()[:16]}"
+        return f"{prefix}/{own}"
 
     def describe(self) -> str:
         if self.name is None:
