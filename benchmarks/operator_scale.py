@@ -58,10 +58,11 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from traiding_operator.shards import SHARD_LABEL
+
 REPO = Path(__file__).resolve().parents[1]
 TRAIDING = str(Path(sys.executable).parent / "traiding")
 GROUP, VERSION, PLURAL = "traiding.io", "v1alpha1", "tradingruns"
-SHARD_LABEL = "traiding.io/shard"  # as the operator's shards read it (docs/operator.md)
 FINAL = frozenset({"Succeeded", "Failed", "Cancelled"})
 CREATE_THREADS = 16
 RSS_SAMPLE_S = 0.2
@@ -440,13 +441,13 @@ class Bench:
     def round(self, label: str, n: int) -> Round:
         result = Round(label, n)
         names = [f"{label}-{i:03d}" for i in range(n)]
+        shard_of = {name: self.shards[i % len(self.shards)] for i, name in enumerate(names)} if self.shards else {}
         watch = RunWatch(self.cluster, self.namespace).start()
         before = self.cluster.requests()
         created: dict[str, float] = {}
 
         def create(name: str) -> None:
-            shard = self.shards[names.index(name) % len(self.shards)] if self.shards else None
-            body = run_manifest(name, self.session, self.lookback, shard)
+            body = run_manifest(name, self.session, self.lookback, shard_of.get(name))
             self.cluster.objects.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
             created[name] = time.monotonic()
 

@@ -181,7 +181,7 @@ async def observe(
     if not isinstance(runtime, OperatorRuntime):
         return
     uid = str(body.metadata.uid)
-    action = finalizer_action(body, runtime.finalizer, foreign_finalizers(body, runtime.finalizer))
+    action = finalizer_action(body, runtime.finalizer)
     if action is FinalizerAction.DROP:
         patch.fns.append(functools.partial(drop_foreign_finalizers, own=runtime.finalizer, memo=memo))
     elif action is FinalizerAction.ADOPT and uid not in runtime.adoptions:
@@ -190,7 +190,7 @@ async def observe(
         task = asyncio.create_task(adopt_deletion(key[0], key[1], runtime, logger))
         runtime.adoptions[uid] = task
         task.add_done_callback(lambda _: runtime.adoptions.pop(uid, None))
-    if str(body.metadata.uid) in runtime.pickups:  # picked up on an earlier event: kopf sends it (again, if refused)
+    if uid in runtime.pickups:  # picked up on an earlier event: kopf sends it (again, if refused)
         RunDriver(body, runtime, logger).picked_up()
     elif unpicked(body, memo):
         RunDriver(body, runtime, logger).pick_up(patch, functools.partial(unpicked, memo=memo))
@@ -208,12 +208,12 @@ def foreign_finalizers(body: Mapping[str, Any], own: str) -> list[str]:
     return [f for f in names if f != own and (f == FINALIZER or f.startswith(f"{FINALIZER}."))]
 
 
-def finalizer_action(body: Mapping[str, Any], own: str, foreign: list[str]) -> FinalizerAction | None:
+def finalizer_action(body: Mapping[str, Any], own: str) -> FinalizerAction | None:
     """What this operator does about foreign finalizers on a run of its shard. Kopf takes off only its own
     finalizer, so a foreign one would keep the run from ever being deleted; and kopf runs the deletion handler
     only for a run with its own finalizer, so a run deleted before this operator put it on would stay
     Terminating with its positions neither closed nor driven."""
-    if not foreign:
+    if not foreign_finalizers(body, own):
         return None
     metadata = body.get("metadata") or {}
     if is_final(body.get("status") or {}) or own in (metadata.get("finalizers") or []):
@@ -231,9 +231,7 @@ async def adopt_deletion(namespace: str, name: str, runtime: OperatorRuntime, lo
     while True:
         try:
             raw = await writer.read()
-            if finalizer_action(raw, runtime.finalizer, foreign_finalizers(raw, runtime.finalizer)) is not (
-                FinalizerAction.ADOPT
-            ):
+            if finalizer_action(raw, runtime.finalizer) is not FinalizerAction.ADOPT:
                 return
             await RunDriver(kopf.Body(cast(kopf.RawBody, raw)), runtime, logger).delete()
             return
@@ -253,8 +251,8 @@ def drop_foreign_finalizers(body: dict[str, Any], own: str, memo: Any) -> None:
     a JSON patch). Kopf applies it again on a later cycle when the patch was refused for a newer change, without
     asking the handler again, so it decides again on the body it is given."""
     labels = (body.get("metadata") or {}).get("labels") or {}
-    foreign = foreign_finalizers(body, own)
-    if in_shard(labels.get(SHARD_LABEL), memo) and finalizer_action(body, own, foreign) is FinalizerAction.DROP:
+    if in_shard(labels.get(SHARD_LABEL), memo) and finalizer_action(body, own) is FinalizerAction.DROP:
+        foreign = foreign_finalizers(body, own)
         metadata = body["metadata"]
         metadata["finalizers"] = [f for f in metadata.get("finalizers") or [] if f not in foreign]
 

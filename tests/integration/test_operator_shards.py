@@ -14,14 +14,14 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import urllib3
-from kubernetes import client, watch
+from kubernetes import watch
 
 from tests.cluster_plugin import KubeCluster
-from tests.integration.live_operator import OperatorProcess
+from tests.integration.live_operator import LiveRuns, OperatorProcess
 from tests.integration.test_crd_apiserver import crd_installed  # noqa: F401 - the fixture installs the CRD
 from tests.integration.test_operator import (
     FINAL,
@@ -32,6 +32,7 @@ from tests.integration.test_operator import (
     get_run,
     manifest,
     message_of,
+    objects,
     phase_is,
     run_events,
     start_simulator,
@@ -111,9 +112,8 @@ class FinalizerLog:
         self.lists: dict[str, list[tuple[str, ...]]] = {}
         self._stopped = threading.Event()
         self._watch = watch.Watch()  # type: ignore[no-untyped-call]
-        objects = client.CustomObjectsApi(k8s_api)
         stream = self._watch.stream(  # type: ignore[no-untyped-call]
-            objects.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, timeout_seconds=600
+            objects(k8s_api).list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, timeout_seconds=600
         )
         self._thread = threading.Thread(target=self._follow, args=(stream,), daemon=True)
         self._thread.start()
@@ -192,7 +192,8 @@ def test_a_run_deleted_while_its_operator_was_replaced_by_shards_is_still_steppe
         wait_for_run(k8s_api, k8s_namespace, "migrated", phase_is("Trading"), "Trading")
     finally:
         before.kill()
-    client.CustomObjectsApi(k8s_api).delete_namespaced_custom_object(GROUP, VERSION, k8s_namespace, PLURAL, "migrated")
+    runs = LiveRuns(k8s_api, k8s_namespace, sim)
+    runs.delete("migrated")
     held = get_run(k8s_api, k8s_namespace, "migrated")
     assert held["metadata"]["finalizers"] == [FINALIZER] and held["metadata"].get("deletionTimestamp")
 
@@ -200,19 +201,10 @@ def test_a_run_deleted_while_its_operator_was_replaced_by_shards_is_still_steppe
         kube_cluster, k8s_namespace, tmp_path, "op-a", lease_seconds=5, extra_args=("--shard", "a", "--default-shard")
     ).start()
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and "migrated" in run_names(k8s_api, k8s_namespace):
-            time.sleep(0.5)
-        assert time.monotonic() < deadline, f"the run is still Terminating\n{after.log_tail()}"
+        assert runs.wait_gone("migrated", 120), f"the run is still Terminating\n{after.log_tail()}"
     finally:
         after.stop()
     stepped = [e for e in run_events(k8s_api, k8s_namespace, "migrated") if e.reason == "PhaseChanged"]
     assert any(e.reporting_instance == "op-a" and message_of(e).startswith("Trading -> ") for e in stepped), [
         (e.reporting_instance, message_of(e)) for e in stepped
     ]
-
-
-def run_names(k8s_api: Any, namespace: str) -> set[str]:
-    api = client.CustomObjectsApi(k8s_api)
-    listed = cast(dict[str, Any], api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL))
-    return {item["metadata"]["name"] for item in listed["items"]}

@@ -55,7 +55,7 @@ def run(phase: str | None, finalizers: list[str], *, deleting: bool = False) -> 
 
 
 def action(body: dict[str, Any], own: str = BLUE) -> FinalizerAction | None:
-    return finalizer_action(body, own, foreign_finalizers(body, own))
+    return finalizer_action(body, own)
 
 
 def test_foreign_finalizers_are_the_other_traiding_operators_only() -> None:
