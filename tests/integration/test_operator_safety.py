@@ -103,9 +103,26 @@ def wait_holding(runs: LiveRuns, name: str) -> dict[str, Any]:
     return runs.wait(name, holding_with_stop, "open position with its stop on the exchange", timeout=180)
 
 
-def trading_eth_with_a_position(runs: LiveRuns, name: str) -> dict[str, Any]:
+def trading_eth_with_a_position(runs: LiveRuns, sim: ThreadedSimulator, name: str) -> dict[str, Any]:
+    """A Trading run holding ETH with its stop resting on the exchange, in a market that stands still.
+
+    At 600x a candle passes every half second, so a position the status shows may be gone (stopped out, or sold on
+    a signal) by the time the test acts on it: on a slow machine it was. The market stops (speed 0) once a position
+    shows; a moment later the position's stop must still rest, or the market runs on to the next position. Tests
+    that need the market again call `sim.set_clock(speed=SPEED)`.
+    """
     runs.create(name, symbols=["ETH/USDT"], **fast(**{"session.duration": "7d"}))
-    return wait_holding(runs, name)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        holding = wait_holding(runs, name)
+        sim.set_clock(speed=0.0)
+        time.sleep(1)  # a candle the session had already read is acted on
+        stops = {p["stop_order"] for p in holding["status"]["checkpoint"]["session"]["positions"].values()}
+        if stops & set(resting_orders(sim, name)):
+            return holding
+        sim.set_clock(speed=SPEED)
+        time.sleep(0.5)
+    raise AssertionError(f"{name}: no position held still long enough to act on")
 
 
 def resting_orders(sim: ThreadedSimulator, account: str) -> list[str]:
@@ -125,7 +142,7 @@ def test_deleting_a_trading_run_closes_its_positions_and_orders_before_it_goes(
 ) -> None:
     operator = OperatorThread(k8s_namespace).start()
     try:
-        holding = trading_eth_with_a_position(runs, "deleted")
+        holding = trading_eth_with_a_position(runs, eth_sim, "deleted")
         assert resting_orders(eth_sim, "deleted") != []  # the protective stop
         runs.delete("deleted")
         assert runs.wait_gone("deleted", timeout=60), "the finalizer goes once the run is flat"
@@ -144,7 +161,7 @@ def test_a_run_that_cannot_exit_stays_liquidating_with_a_warning_until_it_can(
 ) -> None:
     operator = OperatorThread(k8s_namespace).start()
     try:
-        trading_eth_with_a_position(runs, "stuck")
+        trading_eth_with_a_position(runs, eth_sim, "stuck")
         eth_sim.set_faults(error_rate=1.0, paths=["/api/v3/order"], seed=1)  # no order can be placed or cancelled
         runs.delete("stuck")
 
@@ -171,7 +188,7 @@ def test_a_run_deleted_while_no_operator_runs_is_liquidated_when_one_comes_back(
 ) -> None:
     first = OperatorThread(k8s_namespace).start()
     try:
-        trading_eth_with_a_position(runs, "orphan")
+        trading_eth_with_a_position(runs, eth_sim, "orphan")
     finally:
         first.stop()
     runs.delete("orphan")
@@ -179,6 +196,7 @@ def test_a_run_deleted_while_no_operator_runs_is_liquidated_when_one_comes_back(
     waiting = runs.get("orphan")
     assert waiting["metadata"].get("deletionTimestamp"), "deleted, but held by the finalizer"
     assert resting_orders(eth_sim, "orphan") != []
+    eth_sim.set_clock(speed=SPEED)  # the market runs on while the deleted run waits for an operator
     second = OperatorThread(k8s_namespace).start()
     try:
         assert runs.wait_gone("orphan", timeout=60)
