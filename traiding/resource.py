@@ -238,7 +238,14 @@ class CostsSpec(SpecModel):
         default=0.001, ge=0, lt=0.1, description="Fee as a fraction of notional per side (0.001 = 0.1%)."
     )
     slippagePct: float = Field(
-        default=0.05, ge=0, lt=10, description="Slippage assumed against each fill, in percent of price."
+        default=0.05,
+        ge=0,
+        lt=10,
+        description=(
+            "Slippage in percent of price: against each backtest fill, against a paper fill where the market"
+            " shows no order book (where it does, the book's levels are the slippage), and as headroom when an"
+            " entry is sized."
+        ),
     )
 
 
